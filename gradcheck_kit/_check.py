@@ -1,0 +1,180 @@
+"""`gradcheck` and `gradgradcheck`: the public entry points of the engine."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from ._engine import Engine, Settings
+from ._report import GradientMismatch, Report
+from ._state import preserved_global_state
+from ._targets import CheckInputError, framework_of, make_target
+
+__all__ = ["gradcheck", "gradgradcheck"]
+
+_MODES = ("auto", "fast", "full")
+
+# Options of torch.autograd.gradcheck that are accepted so that gradcheck_kit.gradcheck is a
+# drop-in replacement. Those not listed in `_use_torch_options` only change which extra
+# checks torch runs; the corresponding checks here always run or do not apply.
+_TORCH_OPTIONS = frozenset(
+    {
+        "eps", "nondet_tol", "fast_mode", "check_undefined_grad", "check_grad_dtypes",
+        "check_batched_grad", "check_batched_forward_grad", "check_forward_ad",
+        "check_backward_ad", "masked",
+    }
+)
+
+
+def gradcheck(
+    fn: Callable[..., Any],
+    inputs: Any,
+    *,
+    grad: Callable[..., Any] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    mode: str = "auto",
+    seed: int = 0,
+    raise_exception: bool = True,
+    **kw: Any,
+) -> Report:
+    """Check the derivatives of `fn` at `inputs` against independent oracles.
+
+    A drop-in for `torch.autograd.gradcheck(fn, inputs)` that also works in float32,
+    bfloat16 and float16, with jax functions, and with numpy functions plus a hand-written
+    gradient.
+
+    **Arguments:**
+    - `fn`: the function. Torch: tensors in, a tensor or tuple of tensors out; inputs with
+      `requires_grad=True` are checked. Jax: every floating-point input leaf is checked.
+      Numpy: a scalar function, checked against `grad`.
+    - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
+    - `grad`: a hand-written gradient, `grad(*inputs)` returning one gradient per
+      differentiable input, for a scalar `fn`. Required for numpy inputs.
+    - `atol`, `rtol`: replace the derived tolerance with `atol + rtol * |numeric|` (the
+      finite-difference error estimate is still added, as the oracle's own uncertainty).
+    - `mode`: `"auto"` (random directional probes, O(1) evaluations in the input size;
+      on a failure, the error is localised to the input element), `"fast"` (probes only),
+      or `"full"` (every Jacobian element, like torch's slow mode).
+    - `seed`: seeds the random probes; equal seeds give equal reports.
+    - `raise_exception`: raise `GradientMismatch` on failure (default) or return the report.
+    - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
+      for compatibility; `eps` sets the initial finite-difference step (absolute, in input
+      units) and `nondet_tol` the allowed difference between two identical backward passes.
+
+    **Returns:** a `Report`, truthy if and only if every comparison passed.
+
+    **Example:**
+    ```python
+    x = torch.randn(5, dtype=torch.float32, requires_grad=True)
+    assert gradcheck_kit.gradcheck(torch.sin, x)
+    ```
+    """
+    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    if not isinstance(raise_exception, bool):
+        raise TypeError(f"raise_exception={raise_exception!r} must be True or False")
+    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
+    if raise_exception and not report:
+        raise GradientMismatch(report)
+    return report
+
+
+def gradgradcheck(
+    fn: Callable[..., Any],
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    mode: str = "auto",
+    seed: int = 0,
+    raise_exception: bool = True,
+    **kw: Any,
+) -> Report:
+    """Check second derivatives: `gradcheck` of the map `(inputs, v) -> J(inputs)^T v`.
+
+    Same conventions as `gradcheck`. `grad_outputs` (the cotangents `v`) are drawn at
+    random from `seed` when not given. Works for torch and jax functions.
+
+    **Example:**
+    ```python
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert gradcheck_kit.gradgradcheck(torch.tanh, x)
+    ```
+    """
+    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    inputs = _as_tuple(inputs)
+    framework = framework_of(inputs)
+    if framework == "torch":
+        from ._second_order import torch_vjp_function
+
+        vjp_fn, vjp_inputs = torch_vjp_function(fn, inputs, grad_outputs, seed)
+        report = _run(vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=True)
+    elif framework == "jax":
+        from ._second_order import jax_vjp_function
+
+        vjp_fn, vjp_inputs = jax_vjp_function(fn, inputs, grad_outputs, seed)
+        report = _run(vjp_fn, vjp_inputs, grad=None, settings=settings)
+    else:
+        raise CheckInputError(
+            "gradgradcheck needs automatic differentiation to form the first derivative; "
+            "pass torch tensors or jax arrays (for numpy, check your hand-written gradient "
+            "with gradcheck(grad_component, inputs, grad=hessian_row) instead)"
+        )
+    report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
+    if raise_exception and not report:
+        raise GradientMismatch(report)
+    return report
+
+
+def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False) -> Report:
+    start = time.perf_counter()
+    with preserved_global_state():
+        try:
+            target = make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        except CheckInputError:
+            raise
+        except Exception as exc:
+            raise CheckInputError(
+                f"fn raised {type(exc).__name__} when called with the given inputs: {exc}. "
+                f"gradcheck needs a function that evaluates at its inputs; fix the function "
+                f"or the inputs"
+            ) from exc
+        report = Engine(target, settings).run()
+    report.elapsed_s = time.perf_counter() - start
+    return report
+
+
+def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
+    unknown = sorted(set(kw) - _TORCH_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"gradcheck got unexpected keyword argument(s) {unknown}. Accepted: grad, atol, "
+            f"rtol, mode, seed, raise_exception, and torch.autograd.gradcheck's "
+            f"{sorted(_TORCH_OPTIONS)}"
+        )
+    if kw.get("fast_mode") is True and mode == "auto":
+        mode = "fast"
+    if mode not in _MODES:
+        raise ValueError(f"mode={mode!r} is not a mode; use one of {list(_MODES)}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(
+                f"{name}={value!r} is invalid: it must be a non-negative number, or None to "
+                f"use the derived tolerance"
+            )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed={seed!r} must be an int")
+    eps = kw.get("eps")
+    if eps is not None and not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps={eps!r} is invalid: a finite-difference step must be positive")
+    nondet_tol = float(kw.get("nondet_tol", 0.0) or 0.0)
+    return Settings(
+        mode=mode, seed=seed, atol=atol, rtol=rtol, step=eps, nondet_tol=nondet_tol
+    )
+
+
+def _as_tuple(inputs: Any) -> tuple[Any, ...]:
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs)
+    return (inputs,)

@@ -1,0 +1,235 @@
+"""The torch adapter: tensors that require grad are the differentiable inputs."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ._base import CheckInputError, Target
+
+__all__ = ["TorchTarget"]
+
+
+class TorchTarget(Target):
+    framework = "torch"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        inputs: Sequence[Any],
+        *,
+        grad: Callable[..., Any] | None = None,
+        grad_in_forward: bool = False,
+    ) -> None:
+        super().__init__(grad)
+        self._fn = fn
+        self._inputs = tuple(inputs)
+        self._diff: list[int] = []
+        for i, x in enumerate(self._inputs):
+            if not isinstance(x, torch.Tensor):
+                continue
+            if x.layout != torch.strided:
+                raise CheckInputError(
+                    f"inputs[{i}] has layout {x.layout}; only dense tensors are checked. "
+                    f"Pass inputs[{i}].to_dense() instead"
+                )
+            if x.is_complex() and x.requires_grad:
+                raise CheckInputError(
+                    f"inputs[{i}] is complex ({x.dtype}); complex inputs are not checked yet. "
+                    f"Check torch.view_as_real(inputs[{i}]) as a real input instead"
+                )
+            if x.requires_grad or (grad is not None and x.is_floating_point()):
+                self._diff.append(i)
+        if not self._diff:
+            raise CheckInputError(
+                "no input requires grad, so there is no gradient to check. Call "
+                ".requires_grad_() on the tensors whose gradients should be checked"
+            )
+        diff = [self._inputs[i] for i in self._diff]
+        self.input_names = [f"inputs[{i}]" for i in self._diff]
+        self.native_dtypes = [str(x.dtype).replace("torch.", "") for x in diff]
+        self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
+        self.device = str(diff[0].device)
+        self._grad_in_forward = grad_in_forward
+        self._native_ok = True
+
+        outs = self._raw_outputs(self.base, native=True, first_call=True)
+        self._check_outputs(outs)
+        self._n_outputs = len(outs)
+        self.output_names = (
+            ["output"] if len(self._out_index) == 1 and self._single_output
+            else [f"outputs[{k}]" for k in self._out_index]
+        )
+        self.output_shapes = [tuple(outs[k].shape) for k in self._out_index]
+        self.native_outputs = [self._to_numpy(outs[k]) for k in self._out_index]
+        self._decide_promotion()
+        self._decide_forward_mode()
+
+    # -- building calls ---------------------------------------------------------------------
+    def _args(self, xs: Sequence[np.ndarray], native: bool, requires_grad: bool = False):
+        promote = self.promoted and not native
+        args = list(self._inputs)
+        made = []
+        for i, x in zip(self._diff, xs):
+            dtype = torch.float64 if promote else self._inputs[i].dtype
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64)).to(
+                device=self._inputs[i].device, dtype=dtype
+            )
+            if requires_grad:
+                t.requires_grad_(True)
+            args[i] = t
+            made.append(t)
+        for i, x in enumerate(self._inputs):
+            if i in self._diff or not isinstance(x, torch.Tensor):
+                continue
+            # A copy, so that a function that writes to its inputs cannot change the caller's.
+            y = x.detach().clone()
+            if promote and y.is_floating_point():
+                y = y.to(torch.float64)
+            args[i] = y
+        return args, made
+
+    def _raw_outputs(self, xs, native: bool, first_call: bool = False):
+        args, _ = self._args(xs, native)
+        if first_call:
+            try:
+                with torch.no_grad():
+                    out = self._fn(*args)
+            except Exception:
+                # Some functions differentiate internally; run them with grad enabled.
+                self._grad_in_forward = True
+                args, _ = self._args(xs, native)
+                out = self._fn(*args)
+        elif self._grad_in_forward:
+            with torch.enable_grad():
+                out = self._fn(*args)
+        else:
+            with torch.no_grad():
+                out = self._fn(*args)
+        return self._flatten(out)
+
+    def _flatten(self, out: Any) -> list[Any]:
+        self._single_output = isinstance(out, torch.Tensor)
+        outs = [out] if isinstance(out, torch.Tensor) else out
+        if not isinstance(outs, (tuple, list)):
+            raise CheckInputError(
+                f"the function returned a {type(out).__name__}; it must return a tensor or a "
+                f"tuple or list of tensors"
+            )
+        for k, o in enumerate(outs):
+            if not isinstance(o, torch.Tensor):
+                raise CheckInputError(
+                    f"the function's output {k} is a {type(o).__name__}, not a tensor; return "
+                    f"tensors only (wrap numbers with torch.as_tensor)"
+                )
+        return list(outs)
+
+    def _check_outputs(self, outs: list[Any]) -> None:
+        self._out_index = [k for k, o in enumerate(outs) if o.is_floating_point()]
+        skipped = [k for k, o in enumerate(outs) if not o.is_floating_point()]
+        if skipped:
+            self.notes.append(
+                f"outputs {skipped} are not floating point and are not differentiated"
+            )
+        if any(o.is_complex() for o in outs):
+            raise CheckInputError(
+                "the function returns a complex tensor; complex outputs are not checked yet. "
+                "Return torch.view_as_real(output) instead"
+            )
+        if not self._out_index:
+            raise CheckInputError(
+                "the function returns no floating-point tensor, so there is nothing to "
+                "differentiate"
+            )
+
+    @staticmethod
+    def _to_numpy(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to(dtype=torch.float64).cpu().numpy().copy()
+
+    def _decide_promotion(self) -> None:
+        if all(d == "float64" for d in self.native_dtypes):
+            return
+        self.promoted = True
+        try:
+            outs = self._raw_outputs(self.base, native=False)
+        except Exception as exc:  # the function only works in its own dtype
+            self.promoted = False
+            self.promotion_note = (
+                f"the function raised when called with float64 inputs "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}), so "
+                f"finite differences run in {self.native_dtype}"
+            )
+            return
+        wrong = [k for k in self._out_index if k >= len(outs) or outs[k].dtype != torch.float64]
+        if len(outs) != self._n_outputs or wrong:
+            self.promoted = False
+            self.promotion_note = (
+                "the function does not return float64 outputs for float64 inputs (it casts "
+                f"internally), so finite differences run in {self.native_dtype}"
+            )
+
+    def _decide_forward_mode(self) -> None:
+        if self.hand_written_grad is not None:
+            return
+        try:
+            self._jvp([np.zeros_like(x) for x in self.base])
+            self.forward_mode = True
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.forward_mode_note = f"forward mode unavailable: {first[:160]}"
+
+    # -- Target interface -------------------------------------------------------------------
+    def _evaluate(self, xs, native):
+        outs = self._raw_outputs(xs, native)
+        if len(outs) != self._n_outputs:
+            raise CheckInputError(
+                f"the function returned {len(outs)} outputs on one call and "
+                f"{self._n_outputs} on another; it must return the same outputs every time"
+            )
+        return [self._to_numpy(outs[k]) for k in self._out_index]
+
+    def _vjps(self, cotangent_sets, native):
+        args, made = self._args(self.base, native, requires_grad=True)
+        with torch.enable_grad():
+            outs = self._flatten(self._fn(*args))
+        checked = [outs[k] for k in self._out_index]
+        results = []
+        for n, cots in enumerate(cotangent_sets):
+            pairs = [
+                (o, torch.as_tensor(c).to(device=o.device, dtype=o.dtype))
+                for o, c in zip(checked, cots)
+                if c is not None and o.requires_grad
+            ]
+            if pairs:
+                grads = torch.autograd.grad(
+                    [o for o, _ in pairs], made, grad_outputs=[c for _, c in pairs],
+                    retain_graph=n < len(cotangent_sets) - 1, allow_unused=True,
+                )
+            else:
+                grads = [None] * len(made)
+            results.append(
+                [np.zeros(x.shape) if g is None else self._to_numpy(g) for g, x in zip(grads, self.base)]
+            )
+        return results
+
+    def _jvp(self, tangents):
+        args, made = self._args(self.base, native=False)
+
+        def on_diff(*diff):
+            full = list(args)
+            for i, d in zip(self._diff, diff):
+                full[i] = d
+            outs = self._flatten(self._fn(*full))
+            return tuple(outs[k] for k in self._out_index)
+
+        tans = tuple(
+            torch.as_tensor(t).to(device=m.device, dtype=m.dtype) for t, m in zip(tangents, made)
+        )
+        _, out_tangents = torch.func.jvp(on_diff, tuple(made), tans)
+        return [self._to_numpy(t) for t in out_tangents]
+
+    def _call_grad(self, xs, native):
+        args, _ = self._args(xs, native)
+        return self.hand_written_grad(*args)
