@@ -243,7 +243,9 @@ class Engine:
         step = default_step(self.work.eps)
         if self.s.step is not None:
             step = self.s.step / max(float(np.max(np.abs(direction), initial=0.0)), 1e-300)
-        return directional_derivative(g, eps=self.work.eps, step=step, g0=flat0, target=accurate)
+        return directional_derivative(
+            g, eps=self.work.eps, step=step, g0=flat0, target=accurate, safety=self.work.fd_safety
+        )
 
     def _compare_fd(self, i: int, j: int) -> Comparison:
         t = self.t
@@ -307,10 +309,11 @@ class Engine:
             rtol = self.s.rtol or 0.0
             tol = atol + rtol * abs(numeric) + fd_error
             return tol, f"user atol={atol:g}, rtol={rtol:g}, plus the finite-difference error estimate"
-        tol = w.fd_safety * fd_error + rounding
+        tol = fd_error + rounding
         return tol, (
-            f"{w.fd_safety:g} x finite-difference error estimate + {w.rounding_factor:g} ulps of "
-            f"{w.name} x sqrt(size) x magnitude"
+            f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
+            f"estimate + rounding bound) + {w.rounding_factor:g} ulps of {w.name} x sqrt(size) "
+            f"x magnitude"
         )
 
     # -- other oracles ----------------------------------------------------------------------

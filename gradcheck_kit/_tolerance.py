@@ -34,9 +34,9 @@ class ToleranceModel:
     **Arguments:**
     - `name`: the dtype's name (`"float64"`, `"float32"`, `"bfloat16"`, `"float16"`).
     - `eps`: its unit roundoff (half the distance from 1 to the next number).
-    - `fd_safety`: factor on the finite-difference error estimate. Richardson's estimate
-      is the size of the last correction, which usually over-states the remaining error;
-      the factor covers the cases where it does not.
+    - `fd_safety`: factor on Richardson's truncation-error estimate. The estimate is the
+      size of the last correction, which usually over-states the remaining error; the
+      factor covers the cases where it does not.
     - `rounding_factor`: ulps of headroom for rounding in a computed derivative, per unit of
       the sum of the magnitudes that were added to form it.
     - `precision_factor`: ulps of the reduced dtype allowed between its backward pass and

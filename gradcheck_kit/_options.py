@@ -1,0 +1,324 @@
+"""The options of the command line and of the pytest plugin, defined once for both.
+
+`OPTIONS` is the single table; `add_argparse_options` renders it for
+`python -m gradcheck_kit` and `add_pytest_options` for pytest, and `to_pytest_args` turns
+parsed command-line values back into plugin flags, so `verify --jobs N` can hand its
+options to pytest-xdist workers without a second list that could drift. The meaning of
+option values that both front ends share (dtype names, available devices, profiles) lives
+here too.
+
+This module imports neither torch nor jax at import time: the pytest plugin loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DTYPES",
+    "OPTIONS",
+    "PROFILES",
+    "Option",
+    "Profile",
+    "add_argparse_options",
+    "add_pytest_options",
+    "available_devices",
+    "check_dtypes",
+    "device_available",
+    "load_hypothesis_profile",
+    "to_pytest_args",
+]
+
+DTYPES = ("float64", "float32", "bfloat16", "float16")
+DEFAULT_DTYPES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much a run does: hypothesis examples per test, and the extent of `verify`.
+
+    **Arguments:**
+    - `name`: `"quick"`, `"standard"` (no `--profile` given) or `"thorough"`.
+    - `max_examples`: hypothesis examples per property test in a user's suite.
+    - `examples`: hypothesis-drawn examples per model in `verify` (beside the doc example),
+      unless `--examples` says otherwise.
+    - `doc_sizes`: cross-check each model at its doc sizes (otherwise at its quick sizes).
+    - `fidelity`: also run the doc-fidelity checks (published training results).
+    """
+
+    name: str
+    max_examples: int
+    examples: int
+    doc_sizes: bool
+    fidelity: bool
+
+    @property
+    def hypothesis_profile(self) -> str:
+        return f"gradcheck_kit.{self.name}"
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", max_examples=10, examples=1, doc_sizes=False, fidelity=False),
+    "standard": Profile("standard", max_examples=50, examples=2, doc_sizes=True, fidelity=True),
+    "thorough": Profile("thorough", max_examples=300, examples=8, doc_sizes=True, fidelity=True),
+}
+
+
+def profile_named(name: str | None) -> Profile:
+    """The profile selected by `--profile` (`None` is the standard one)."""
+    return PROFILES["standard" if name is None else name]
+
+
+def load_hypothesis_profile(name: str) -> None:
+    """Register gradcheck_kit's hypothesis profiles and load the one named `name`.
+
+    Gradient checks are slow per example, so neither profile has a deadline or complains
+    that data generation is slow; the thorough one prints reproduction blobs for CI logs.
+    """
+    from hypothesis import HealthCheck, settings
+
+    for profile in PROFILES.values():
+        settings.register_profile(
+            profile.hypothesis_profile,
+            max_examples=profile.max_examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+            print_blob=profile.name == "thorough",
+        )
+    settings.load_profile(profile_named(name).hypothesis_profile)
+
+
+def check_dtypes(values: Iterable[Any], *, argument: str) -> list[str]:
+    """Canonical names of floating dtypes, in order, without repeats.
+
+    Raises `ValueError` naming `argument` when a value is not a floating dtype or none is
+    given.
+    """
+    from ._tolerance import dtype_name
+
+    names: list[str] = []
+    for value in values:
+        name = dtype_name(value)
+        if name not in DTYPES:
+            raise ValueError(
+                f"{argument} contains {value!r}, which is not a floating dtype gradients can "
+                f"be checked in. Use some of {', '.join(DTYPES)}."
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"{argument} is empty; give at least one of {', '.join(DTYPES)}.")
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _devices(framework: str) -> tuple[str, ...]:
+    if framework == "torch":
+        import torch
+
+        found = ["cpu"]
+        if torch.cuda.is_available():
+            found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            found.append("mps")
+        return tuple(found)
+    if framework == "jax":
+        import jax
+
+        found = ["cpu"]
+        for platform, prefix in (("gpu", "cuda"), ("tpu", "tpu")):
+            try:
+                found += [f"{prefix}:{i}" for i in range(len(jax.devices(platform)))]
+            except RuntimeError:  # that backend is not installed or has no device
+                pass
+        return tuple(found)
+    return ("cpu",)
+
+
+def available_devices(framework: str = "torch") -> list[str]:
+    """The devices `framework` can use on this machine: `"cpu"` first, then accelerators.
+
+    **Example:** `available_devices("torch") == ["cpu"]` on a machine without a GPU.
+    """
+    return list(_devices(framework))
+
+
+def device_available(device: str, framework: str = "torch") -> bool:
+    """Whether `device` (`"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"`) exists here."""
+    found = _devices(framework)
+    if ":" not in device:
+        return any(d == device or d.startswith(device + ":") for d in found)
+    return device in found
+
+
+# ---------------------------------------------------------------------------------------
+# The option table.
+
+
+def _comma_list(text: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give one or more names")
+    return items
+
+
+def _dtype_list(text: str) -> list[str]:
+    try:
+        return check_dtypes(_comma_list(text), argument="the dtype list")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, as the command line and the pytest plugin both spell it.
+
+    **Arguments:**
+    - `dest`: the attribute it is parsed into (the plugin prefixes `gradcheck_`).
+    - `help`: one line for `--help`.
+    - `cli`: the command-line flag, or `None` for a plugin-only option.
+    - `plugin`: the pytest flag, or `None` for a command-line-only option.
+    - `commands`: the subcommands of `python -m gradcheck_kit` that take it.
+    - `arguments`: keyword arguments of `argparse`'s `add_argument`, shared by both.
+    """
+
+    dest: str
+    help: str
+    cli: str | None
+    plugin: str | None
+    commands: tuple[str, ...] = ("verify",)
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+_LIST = {"action": "extend", "type": _comma_list, "default": None}
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "models", "reference models to verify, repeatable or comma-separated (default: all)",
+        "--model", "--gradcheck-models", arguments={**_LIST, "metavar": "NAME"},
+    ),
+    Option(
+        "implementations",
+        "implementations to verify, repeatable or comma-separated (default: all)",
+        "--implementation", "--gradcheck-implementations",
+        arguments={**_LIST, "metavar": "NAME"},
+    ),
+    Option(
+        "dtypes", "dtypes to check, repeatable or comma-separated (default: float64,float32)",
+        "--dtype", "--gradcheck-dtypes",
+        arguments={**_LIST, "type": _dtype_list, "metavar": "DTYPE"},
+    ),
+    Option(
+        "devices", "devices to check, repeatable or comma-separated (default: every "
+        "available device)", "--device", "--gradcheck-devices",
+        arguments={**_LIST, "metavar": "DEVICE"},
+    ),
+    Option(
+        "examples", "hypothesis-drawn examples per model, beside the doc example "
+        "(default: set by the profile)", "--examples", "--gradcheck-examples",
+        arguments={"type": _non_negative_int, "default": None, "metavar": "N"},
+    ),
+    Option(
+        "seed", "seed of the drawn examples and of the random probes (default: 0)",
+        "--seed", "--gradcheck-seed", commands=("verify", "check"),
+        arguments={"type": int, "default": 0, "metavar": "SEED"},
+    ),
+    Option(
+        "profile", "quick for development, thorough for CI (default: in between)",
+        "--profile", "--gradcheck-profile",
+        arguments={"choices": ("quick", "thorough"), "default": None},
+    ),
+    Option(
+        "report", "write every check with its figures as JSON to PATH",
+        "--json", "--gradcheck-report", commands=("verify", "check"),
+        arguments={"default": None, "metavar": "PATH"},
+    ),
+    Option(
+        "modules", "import MOD first, to register models or implementations (repeatable)",
+        "--module", "--gradcheck-modules", commands=("verify", "list"),
+        arguments={"action": "append", "default": None, "metavar": "MOD"},
+    ),
+    Option(
+        "junit_xml", "write the checks as JUnit XML to PATH", "--junit-xml", None,
+        arguments={"default": None, "metavar": "PATH"},
+    ),
+    Option(
+        "jobs", "run on N processes through pytest-xdist (default: 1, in this process)",
+        "--jobs", None, arguments={"type": _positive_int, "default": 1, "metavar": "N"},
+    ),
+    Option(
+        "verify", "collect the cross-check suite of every reference model as test items",
+        None, "--gradcheck-verify", arguments={"action": "store_true", "default": False},
+    ),
+)
+
+PLUGIN_DEST_PREFIX = "gradcheck_"
+
+
+def add_argparse_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the options of subcommand `command` to `parser`."""
+    for option in OPTIONS:
+        if option.cli is not None and command in option.commands:
+            parser.add_argument(option.cli, dest=option.dest, help=option.help, **option.arguments)
+
+
+def add_pytest_options(parser: Any) -> None:
+    """Add the plugin's options to pytest's `parser` (in `pytest_addoption`)."""
+    group = parser.getgroup("gradcheck_kit", "gradient checks (gradcheck_kit)")
+    for option in OPTIONS:
+        if option.plugin is not None:
+            group.addoption(
+                option.plugin, dest=PLUGIN_DEST_PREFIX + option.dest, help=option.help,
+                **option.arguments,
+            )
+
+
+def to_pytest_args(values: Mapping[str, Any]) -> list[str]:
+    """Plugin flags that carry the given option values (by `dest`) to a pytest run.
+
+    Options without a plugin flag, and values left at `None` or `False`, are skipped.
+
+    **Example:** `to_pytest_args({"dtypes": ["float32"], "seed": 3})` is
+    `["--gradcheck-dtypes", "float32", "--gradcheck-seed", "3"]`.
+    """
+    args: list[str] = []
+    for option in OPTIONS:
+        if option.plugin is None or option.dest not in values:
+            continue
+        value = values[option.dest]
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(option.plugin)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            action = option.arguments.get("action")
+            if action == "append":
+                for item in value:
+                    args += [option.plugin, str(item)]
+            else:
+                args += [option.plugin, ",".join(str(v) for v in value)]
+        else:
+            args += [option.plugin, str(value)]
+    return args
