@@ -41,6 +41,7 @@ class Derivative:
 
     value: np.ndarray
     error: np.ndarray
+    rounding: np.ndarray  # the part of `error` due to evaluation noise
     lower: np.ndarray
     upper: np.ndarray
     kink: np.ndarray
@@ -129,7 +130,9 @@ def directional_derivative(
         if best is None or _rank(estimate) < _rank(best):
             best = estimate
         kinked = bool(np.any(estimate.kink))
-        if not kinked and (target is None or target(estimate.value, estimate.error)):
+        # Smaller steps only help where truncation, not noise, dominates the error.
+        noise_bound = bool(np.all(estimate.error <= 2.0 * estimate.rounding))
+        if not kinked and (noise_bound or target is None or target(estimate.value, estimate.error)):
             break
         if attempt == retries:
             break
@@ -146,7 +149,7 @@ def directional_derivative(
             f"to {h / shrink:.3g}; it is not differentiable at this input"
         )
     return Derivative(
-        best.value, best.error, best.lower, best.upper, best.kink, best.scheme,
+        best.value, best.error, best.rounding, best.lower, best.upper, best.kink, best.scheme,
         best.step, evals, tuple(notes),
     )
 
@@ -176,15 +179,17 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float, evals: int, not
 
     errors = np.stack([c_err, f_err, b_err])
     values = np.stack([c_val, f_val, b_val])
+    roundings = np.stack([2.0 * noise, 6.0 * noise, 6.0 * noise])
     scheme = np.argmin(errors, axis=0)
     value = np.take_along_axis(values, scheme[None], axis=0)[0]
     error = np.take_along_axis(errors, scheme[None], axis=0)[0]
+    rounding = np.take_along_axis(roundings, scheme[None], axis=0)[0]
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     kink = np.abs(f_val - b_val) > f_err + b_err
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
-    return Derivative(value, error, lower, upper, kink, scheme, hs[-1], evals, notes)
+    return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], evals, notes)
 
 
 def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,65 @@
+"""The finite-difference oracle and the tolerance model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck_kit import ToleranceModel
+from gradcheck_kit._finite_differences import default_step, directional_derivative
+
+EPS64 = 2.0**-53
+
+
+def fd(g, **kw):
+    return directional_derivative(g, eps=EPS64, step=default_step(EPS64), **kw)
+
+
+def test_richardson_reaches_near_machine_precision_and_bounds_its_error():
+    d = fd(lambda t: np.array([np.sin(1 + t), np.exp(2 * t), (1 + t) ** 7]))
+    truth = np.array([np.cos(1.0), 2.0, 7.0])
+    actual = np.abs(d.value - truth)
+    assert np.all(actual < 1e-11 * np.abs(truth))
+    assert np.all(actual <= d.error)  # the estimate bounds the real error
+    assert np.all(d.error < 1e-8 * np.abs(truth))
+
+
+def test_near_kink_one_sided_differences_recover_the_slope():
+    d = fd(lambda t: np.array([3.0 * max(1e-7 + t, 0.0)]))
+    assert d.value[0] == pytest.approx(3.0, rel=1e-10)
+    assert not d.kink[0]
+
+
+def test_kink_at_the_point_gives_the_subgradient_interval():
+    d = fd(lambda t: np.array([abs(t)]))
+    assert d.kink[0]
+    assert d.lower[0] <= -1.0 + 1e-9 and d.upper[0] >= 1.0 - 1e-9
+
+
+def test_steps_shrink_back_inside_the_domain():
+    with np.errstate(invalid="ignore"):
+        d = fd(lambda t: np.array([np.log(1e-4 + t)]))
+    assert abs(d.value[0] - 1e4) <= d.error[0] < 1e-2 * 1e4  # within its own estimate
+    assert any("domain" in n for n in d.notes)
+
+
+def test_outputs_that_change_shape_are_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        fd(lambda t: np.zeros(2 if t == 0 else 3))
+
+
+def test_tolerance_table():
+    assert ToleranceModel.for_dtype("float32").eps == 2.0**-24
+    assert ToleranceModel.for_dtype(np.float64).name == "float64"
+    assert ToleranceModel.for_dtype("double").name == "float64"
+    with pytest.raises(ValueError, match="int32"):
+        ToleranceModel.for_dtype("int32")
+
+
+def test_compare_arrays_is_scale_aware():
+    model = ToleranceModel.for_dtype("float32")
+    ref = np.array([1.0, 2.0, 3.0]) * 1e-6
+    assert model.compare_arrays(ref * (1 + 1e-6), ref).passed
+    result = model.compare_arrays(ref * np.array([1, 1, 2]), ref)
+    assert not result.passed and result.worst_index == (2,)
+    assert not model.compare_arrays(np.array([np.nan, 0, 0]), np.zeros(3)).passed
