@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -260,12 +261,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _source_of(obj: Any) -> str:
-    inner = getattr(obj, "loss", None)
-    target = obj if hasattr(obj, "__qualname__") else (inner if callable(inner) else type(obj))
-    where = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
-    if target is not obj and target is inner:
-        return f"{type(obj).__name__} of {where}"
-    return where
+    """`module:qualname` of a function, or of the function a style object wraps."""
+    if isinstance(obj, (types.FunctionType, type)):
+        return f"{obj.__module__}:{obj.__qualname__}"
+    wrapped = next((v for v in vars(obj).values() if isinstance(v, types.FunctionType)), None)
+    if wrapped is None:
+        return f"{type(obj).__module__}:{type(obj).__qualname__}"
+    return f"{type(obj).__name__} of {_source_of(wrapped)}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def _source_of(obj: Any) -> str:
 def _check(args: argparse.Namespace) -> int:
     from . import gradcheck
     from ._verify import CheckRecord, write_json
-    from .strategies import tensor_from_array
+    from .strategies import as_framework_array
 
     fn = _load_function(args.target)
     specs = [_input_spec(text) for text in args.inputs]
@@ -283,7 +285,7 @@ def _check(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(args.seed)
     inputs = [
-        tensor_from_array(rng.standard_normal(shape), dtype=dtype, device="cpu", framework=args.framework)
+        as_framework_array(rng.standard_normal(shape), dtype=dtype, device="cpu", framework=args.framework)
         for shape, dtype in specs
     ]
     try:

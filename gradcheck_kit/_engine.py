@@ -106,10 +106,8 @@ class Engine:
                 self.comparisons.append(c)
                 if not c.passed:
                     fd_failed.append((i, j, c))
-        if t.forward_mode:
+        if t.hand_written_grad is None:
             self._compare_forward_mode()
-        elif t.forward_mode_note and t.hand_written_grad is None:
-            self.notes.append(t.forward_mode_note)
         if t.promoted:
             self._compare_precision()
 
@@ -325,6 +323,9 @@ class Engine:
             tangents = [np.zeros_like(x) for x in t.base]
             tangents[i] = self.v[i]
             out_t = t.jvp(tangents)
+            if out_t is None:
+                self.notes.append(str(t.forward_mode_note))
+                return
             for j, u in enumerate(self.u):
                 g = self.grads[j][i]
                 reverse = float(np.dot(g.ravel(), self.v[i].ravel()))

@@ -269,6 +269,21 @@ OPTIONS: tuple[Option, ...] = (
         "--jobs", None, arguments={"type": _positive_int, "default": 1, "metavar": "N"},
     ),
     Option(
+        "inputs", "an input of the function: its shape and dtype, e.g. 3,4 or 3,4:float32 "
+        "(repeat for each input)", "--input", None, commands=("check",),
+        arguments={"action": "append", "required": True, "metavar": "SHAPE[:DTYPE]"},
+    ),
+    Option(
+        "framework", "the framework of the function's inputs (default: torch)",
+        "--framework", None, commands=("check",),
+        arguments={"choices": ("torch", "jax"), "default": "torch"},
+    ),
+    Option(
+        "mode", "gradcheck mode: auto (probes, then localise), fast or full (default: auto)",
+        "--mode", None, commands=("check",),
+        arguments={"choices": ("auto", "fast", "full"), "default": "auto"},
+    ),
+    Option(
         "verify", "collect the cross-check suite of every reference model as test items",
         None, "--gradcheck-verify", arguments={"action": "store_true", "default": False},
     ),
@@ -300,8 +315,8 @@ def to_pytest_args(values: Mapping[str, Any]) -> list[str]:
 
     Options without a plugin flag, and values left at `None` or `False`, are skipped.
 
-    **Example:** `to_pytest_args({"dtypes": ["float32"], "seed": 3})` is
-    `["--gradcheck-dtypes", "float32", "--gradcheck-seed", "3"]`.
+    **Example:** `to_pytest_args({"dtypes": ["float32", "float64"], "seed": 3})` is
+    `["--gradcheck-dtypes", "float32", "--gradcheck-dtypes", "float64", "--gradcheck-seed", "3"]`.
     """
     args: list[str] = []
     for option in OPTIONS:
@@ -313,12 +328,10 @@ def to_pytest_args(values: Mapping[str, Any]) -> list[str]:
         if value is True:
             args.append(option.plugin)
         elif isinstance(value, Sequence) and not isinstance(value, str):
-            action = option.arguments.get("action")
-            if action == "append":
-                for item in value:
-                    args += [option.plugin, str(item)]
-            else:
-                args += [option.plugin, ",".join(str(v) for v in value)]
+            # One flag per item: list options append or extend, so this reproduces the
+            # list exactly.
+            for item in value:
+                args += [option.plugin, str(item)]
         else:
             args += [option.plugin, str(value)]
     return args

@@ -406,35 +406,27 @@ def _group_crosscheck(case: VerifyCase) -> tuple[Any, float]:
 
 def _crosscheck_record(case: VerifyCase) -> CheckRecord:
     report, share_s = _group_crosscheck(case)
-    rows = [row for row in report.rows if case.implementation in _row_implementations(row)]
+    rows = report.rows_of(case.implementation)
     if not rows:
         return _record(
             case, passed=False, elapsed_s=share_s,
             message=f"{case.id}: the cross-check has no comparison of {case.implementation!r}",
         )
-    tightest = max(rows, key=lambda r: _margin(r))
+    tightest = max(rows, key=lambda r: r.margin)
     failed = [r for r in rows if not r.passed]
     return _record(
         case,
         passed=not failed,
         error=float(tightest.error),
         tolerance=float(tightest.tolerance),
-        margin=_margin(tightest),
+        margin=float(tightest.margin),
         elapsed_s=share_s,
         message="" if not failed else "\n".join(
             [f"{case.id}: {len(failed)} of {len(rows)} comparisons disagree"]
             + [f"  {r}" for r in failed]
         ),
-        details={"rows": [r.to_dict() for r in rows]},
+        details={"rows": [r.to_dict() for r in rows], "notes": list(report.notes)},
     )
-
-
-def _row_implementations(row: Any) -> tuple[str, ...]:
-    return tuple(getattr(row, "implementations", ()) or (getattr(row, "implementation", None),))
-
-
-def _margin(row: Any) -> float:
-    return float(row.margin)
 
 
 def _fidelity_record(case: VerifyCase) -> CheckRecord:
@@ -473,15 +465,23 @@ def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             f"(error {float(tight['error']):.3e} vs tolerance {float(tight['tolerance']):.3e}) "
             f"in {tight['id']}"
         )
+    # One line per failing test or case (a hypothesis test records every example).
+    by_id: dict[str, list[Mapping[str, Any]]] = {}
     for r in failed:
-        if r.get("margin") is not None:
+        by_id.setdefault(r["id"], []).append(r)
+    for id_, group in by_id.items():
+        compared = [r for r in group if r.get("margin") is not None]
+        if compared:
+            worst = max(compared, key=lambda r: float(r["margin"]))
             figures = (
-                f"error {float(r['error']):.3e} vs tolerance {float(r['tolerance']):.3e} "
-                f"(margin {float(r['margin']):.3g})"
+                f"error {float(worst['error']):.3e} vs tolerance {float(worst['tolerance']):.3e} "
+                f"(margin {float(worst['margin']):.3g})"
             )
         else:
-            figures = r.get("message", "").splitlines()[0] if r.get("message") else "failed"
-        lines.append(f"FAILED {r['id']}: {figures}")
+            message = group[0].get("message") or "failed"
+            figures = message.splitlines()[0]
+        more = f" [{len(group)} failing checks]" if len(group) > 1 else ""
+        lines.append(f"FAILED {id_}: {figures}{more}")
     return lines
 
 

@@ -38,6 +38,7 @@ from ._options import (
 __all__ = ["GradcheckFixture"]
 
 _RECORDS = pytest.StashKey[list]()
+_CURRENT = pytest.StashKey[str]()
 _WORKER_OUTPUT = "gradcheck_kit_records"
 _MARKERS = {
     "gradcheck_devices": "gradcheck_devices(*devices): run this test's gradcheck_device "
@@ -86,14 +87,12 @@ class GradcheckFixture:
 
     Calls take the arguments of `gradcheck_kit.gradcheck`; `seed` defaults to the
     session's `--gradcheck-seed`. A failure raises `GradientMismatch` with the readable
-    report (unless `raise_exception=False`); every result is recorded for the summary and
-    `--gradcheck-report`.
+    report (unless `raise_exception=False`); every result is recorded, under the running
+    test's id, for the summary and `--gradcheck-report`.
     """
 
-    def __init__(self, *, nodeid: str, seed: int, records: list[dict[str, Any]]) -> None:
-        self._nodeid = nodeid
-        self._seed = seed
-        self._records = records
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
 
     def __call__(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Any:
         """`gradcheck_kit.gradcheck(fn, inputs, **kwargs)`, recorded."""
@@ -109,33 +108,42 @@ class GradcheckFixture:
 
         return self._checked(gradgradcheck, "gradgradcheck", fn, inputs, kwargs)
 
-    def _checked(self, check: Callable[..., Any], kind: str, fn: Any, inputs: Any, kwargs: dict) -> Any:
+    def _checked(
+        self, check: Callable[..., Any], kind: str, fn: Any, inputs: Any, kwargs: dict[str, Any]
+    ) -> Any:
         __tracebackhide__ = True
         from ._report import GradientMismatch
         from ._verify import CheckRecord
 
         raise_exception = kwargs.pop("raise_exception", True)
-        kwargs.setdefault("seed", self._seed)
+        kwargs.setdefault("seed", _option(self._config, "seed"))
         report = check(fn, inputs, raise_exception=False, **kwargs)
-        self._records.append(
-            CheckRecord.from_report(report, id=self._nodeid, kind=kind).to_dict()
+        nodeid = self._config.stash.get(_CURRENT, "")
+        self._config.stash[_RECORDS].append(
+            CheckRecord.from_report(report, id=nodeid, kind=kind).to_dict()
         )
         if raise_exception and not report:
             raise GradientMismatch(report)
         return report
 
 
-@pytest.fixture
-def gradcheck(request: pytest.FixtureRequest) -> GradcheckFixture:
+# The fixtures are session-scoped so that hypothesis tests may use them (hypothesis
+# rejects function-scoped fixtures, which would not be reset between its examples);
+# records are filed under the test that is running, tracked below.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    item.config.stash[_CURRENT] = item.nodeid
+
+
+@pytest.fixture(scope="session")
+def gradcheck(pytestconfig: pytest.Config) -> GradcheckFixture:
     """`gradcheck_kit.gradcheck` with the session's options; results go to the summary."""
-    return GradcheckFixture(
-        nodeid=request.node.nodeid,
-        seed=_option(request.config, "seed"),
-        records=request.config.stash[_RECORDS],
-    )
+    return GradcheckFixture(pytestconfig)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gradcheck_device(request: pytest.FixtureRequest) -> str:
     """A device name (`"cpu"`, `"cuda:0"`, ...); the test runs once per selected device."""
     device = getattr(request, "param", "cpu")
@@ -144,7 +152,7 @@ def gradcheck_device(request: pytest.FixtureRequest) -> str:
     return device
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gradcheck_dtype(request: pytest.FixtureRequest) -> str:
     """A dtype name (`"float64"`, ...); the test runs once per selected dtype.
 
@@ -162,7 +170,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         pinned = metafunc.definition.get_closest_marker(marker)
         selected = values(metafunc.config, pinned.args if pinned is not None else None)
-        metafunc.parametrize(fixture, selected, indirect=True, ids=str)
+        # Function scope for the parameters keeps the tests in file order instead of
+        # regrouping the whole session by device and dtype.
+        metafunc.parametrize(fixture, selected, indirect=True, ids=str, scope="function")
 
 
 def _parametrized_by_user(metafunc: pytest.Metafunc, name: str) -> bool:
@@ -178,9 +188,10 @@ def _parametrized_by_user(metafunc: pytest.Metafunc, name: str) -> bool:
 def _devices(config: pytest.Config, pinned: tuple[Any, ...] | None) -> list[str]:
     if pinned is not None:
         if not pinned or not all(isinstance(d, str) and d for d in pinned):
-            raise pytest.UsageError(
+            pytest.fail(
                 f"@pytest.mark.gradcheck_devices{pinned!r} must name one or more devices, "
-                f"such as @pytest.mark.gradcheck_devices('cpu', 'cuda')."
+                f"such as @pytest.mark.gradcheck_devices('cpu', 'cuda').",
+                pytrace=False,
             )
         return list(dict.fromkeys(pinned))
     # Detecting accelerators imports torch, so it happens only when a test asks for devices.
@@ -192,7 +203,8 @@ def _dtypes(config: pytest.Config, pinned: tuple[Any, ...] | None) -> list[str]:
         try:
             return check_dtypes(pinned, argument="@pytest.mark.gradcheck_dtypes")
         except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            # A collection error of this test, shown as the message alone.
+            pytest.fail(str(exc), pytrace=False)
     return list(_option(config, "dtypes") or DEFAULT_DTYPES)
 
 

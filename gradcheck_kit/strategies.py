@@ -25,7 +25,6 @@ from hypothesis.extra import numpy as npst
 from hypothesis.strategies import SearchStrategy
 
 from ._options import DTYPES, available_devices, check_dtypes
-from ._tolerance import dtype_name
 
 __all__ = [
     "ModelExample",
@@ -145,7 +144,7 @@ def tensors(
         drawn_dtype = draw(dtype_strategy)
         drawn_device = draw(device_strategy)
         values = draw(npst.arrays(np.float64, drawn_shape, elements=value_strategy))
-        return _convert(
+        return as_framework_array(
             values, dtype=drawn_dtype, device=drawn_device, framework=framework,
             requires_grad=requires_grad,
         )
@@ -236,10 +235,12 @@ def examples(
     if devices is None:
         devices = available_devices("torch")
     device_strategy = devices if isinstance(devices, SearchStrategy) else st.sampled_from(list(devices))
+    order = list(model.default_sizes)
     return st.builds(
         ModelExample,
         model=st.just(model_name),
-        sizes=st.fixed_dictionaries(size_strategies),
+        # In the model's own order, so that ids read the same in every process.
+        sizes=st.fixed_dictionaries(size_strategies).map(lambda d: {k: d[k] for k in order}),
         seed=seeds if seeds is not None else st.integers(0, 2**31 - 1),
         dtype=dtype_strategy,
         device=device_strategy,
@@ -350,10 +351,18 @@ def _away_from(x: float, points: Sequence[float], margin: float) -> float:
     return x
 
 
-def _convert(
-    values: np.ndarray, *, dtype: str, device: str, framework: str, requires_grad: bool
+def as_framework_array(
+    values: np.ndarray, *, dtype: Any, device: str, framework: str, requires_grad: bool = True
 ) -> Any:
-    name = dtype_name(dtype)
+    """`values` as a torch tensor, jax array or numpy array of `dtype` on `device`.
+
+    Torch tensors are leaves with `requires_grad` set as asked. Used by `tensors` and by the
+    command line's `check`.
+
+    **Example:** `as_framework_array(np.ones(3), dtype="float32", device="cpu", framework="torch")`.
+    """
+    _check_framework(framework)
+    name = check_dtypes([dtype], argument="dtype")[0]
     if framework == "torch":
         import torch
 

@@ -43,8 +43,7 @@ class Target(ABC):
     promoted: bool = False
     #: Why promotion was not possible (None when it was, or was not needed).
     promotion_note: str | None = None
-    #: Whether `jvp` is available.
-    forward_mode: bool = False
+    #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     notes: list[str]
 
@@ -118,10 +117,18 @@ class Target(ABC):
             ]
         return self._vjps(cotangent_sets, native)
 
-    def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+        """`J v` in work precision, or None where forward mode is unavailable."""
+        if self.hand_written_grad is not None or self.forward_mode_note is not None:
+            return None
         self.forward_evals += 1
         self._seed_generators()
-        return self._jvp(tangents)
+        try:
+            return self._jvp(tangents)
+        except Exception as exc:  # no forward-mode rule somewhere in fn (custom backward only)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.forward_mode_note = f"forward mode unavailable: {first[:160]}"
+            return None
 
     def _hand_written(self, native: bool) -> list[np.ndarray]:
         grads = self._call_grad(self.base, native)

@@ -95,13 +95,6 @@ class JaxTarget(Target):
                     "the function does not return float64 for float64 inputs, so finite "
                     f"differences run in {self.native_dtype}"
                 )
-        if grad is None:
-            try:
-                self._jvp([np.zeros_like(x) for x in self.base])
-                self.forward_mode = True
-            except Exception as exc:
-                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.forward_mode_note = f"forward mode unavailable: {first_line[:160]}"
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool) -> list[Any]:

@@ -65,7 +65,6 @@ class TorchTarget(Target):
         self.output_shapes = [tuple(outs[k].shape) for k in self._out_index]
         self.native_outputs = [self._to_numpy(outs[k]) for k in self._out_index]
         self._decide_promotion()
-        self._decide_forward_mode()
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool, requires_grad: bool = False):
@@ -169,16 +168,6 @@ class TorchTarget(Target):
                 "the function does not return float64 outputs for float64 inputs (it casts "
                 f"internally), so finite differences run in {self.native_dtype}"
             )
-
-    def _decide_forward_mode(self) -> None:
-        if self.hand_written_grad is not None:
-            return
-        try:
-            self._jvp([np.zeros_like(x) for x in self.base])
-            self.forward_mode = True
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.forward_mode_note = f"forward mode unavailable: {first[:160]}"
 
     # -- Target interface -------------------------------------------------------------------
     def _evaluate(self, xs, native):
