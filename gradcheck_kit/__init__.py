@@ -10,11 +10,13 @@ from typing import Any
 
 from ._check import gradcheck, gradgradcheck
 from ._report import Comparison, Element, GradientMismatch, Report
+from ._targets import CheckInputError
 from ._tolerance import ToleranceModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckInputError",
     "Comparison",
     "CrossCheckReport",
     "Element",

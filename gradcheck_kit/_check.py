@@ -105,21 +105,22 @@ def gradgradcheck(
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
     inputs = _as_tuple(inputs)
     framework = framework_of(inputs)
-    if framework == "torch":
-        from ._second_order import torch_vjp_function
-
-        vjp_fn, vjp_inputs = torch_vjp_function(fn, inputs, grad_outputs, seed)
-        report = _run(vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=True)
-    elif framework == "jax":
-        from ._second_order import jax_vjp_function
-
-        vjp_fn, vjp_inputs = jax_vjp_function(fn, inputs, grad_outputs, seed)
-        report = _run(vjp_fn, vjp_inputs, grad=None, settings=settings)
-    else:
+    if framework not in ("torch", "jax"):
         raise CheckInputError(
             "gradgradcheck needs automatic differentiation to form the first derivative; "
             "pass torch tensors or jax arrays (for numpy, check your hand-written gradient "
             "with gradcheck(grad_component, inputs, grad=hessian_row) instead)"
+        )
+    # Building the first derivative calls fn once: inside the preserved state too.
+    with preserved_global_state():
+        from . import _second_order
+
+        if framework == "torch":
+            vjp_fn, vjp_inputs = _second_order.torch_vjp_function(fn, inputs, grad_outputs, seed)
+        else:
+            vjp_fn, vjp_inputs = _second_order.jax_vjp_function(fn, inputs, grad_outputs, seed)
+        report = _run(
+            vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=framework == "torch"
         )
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
     if raise_exception and not report:

@@ -16,8 +16,15 @@ def torch_vjp_function(
     import torch
 
     diff = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
-    with torch.enable_grad():
-        outs = fn(*[x.detach().requires_grad_(True) if k in diff else x for k, x in enumerate(inputs)])
+    from ._targets import CheckInputError
+
+    try:
+        with torch.enable_grad():
+            outs = fn(*[x.detach().requires_grad_(True) if k in diff else x for k, x in enumerate(inputs)])
+    except Exception as exc:
+        raise CheckInputError(
+            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}"
+        ) from exc
     outs = (outs,) if isinstance(outs, torch.Tensor) else tuple(outs)
     float_outs = [k for k, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.is_floating_point()]
     if grad_outputs is None:

@@ -9,9 +9,10 @@ own dtypes). Targets never write to the caller's objects: every call builds fres
 
 from __future__ import annotations
 
+import contextlib
 import random
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -93,7 +94,8 @@ class Target(ABC):
     def evaluate(self, xs: Sequence[np.ndarray], *, native: bool = False) -> list[np.ndarray]:
         self.function_evals += 1
         self._seed_generators()
-        outs = self._evaluate(xs, native)
+        with _user_code("the function"):
+            outs = self._evaluate(xs, native)
         shapes = [o.shape for o in outs]
         if hasattr(self, "output_shapes") and shapes != self.output_shapes:
             raise CheckInputError(
@@ -110,12 +112,14 @@ class Target(ABC):
         self.backward_evals += len(cotangent_sets)
         self._seed_generators()
         if self.hand_written_grad is not None:
-            grads = self._hand_written(native)
+            with _user_code("the hand-written gradient (grad=)"):
+                grads = self._hand_written(native)
             return [
                 [g * float(np.sum(u[0])) if u[0] is not None else np.zeros_like(g) for g in grads]
                 for u in cotangent_sets
             ]
-        return self._vjps(cotangent_sets, native)
+        with _user_code("the backward pass"):
+            return self._vjps(cotangent_sets, native)
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""
@@ -165,6 +169,21 @@ class Target(ABC):
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.manual_seed(RNG_SEED)
+
+
+@contextlib.contextmanager
+def _user_code(what: str) -> Iterator[None]:
+    """Turn an exception raised by the user's code into a `CheckInputError` that says where."""
+    try:
+        yield
+    except CheckInputError:
+        raise
+    except Exception as exc:
+        raise CheckInputError(
+            f"{what} raised {type(exc).__name__}: {exc}. The check needs it to run at the "
+            f"inputs and at nearby perturbed inputs; fix it (the original traceback is "
+            f"chained below)"
+        ) from exc
 
 
 def _to_numpy(x: Any) -> np.ndarray:
