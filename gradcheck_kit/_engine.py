@@ -89,6 +89,11 @@ class Engine:
         self.y0 = y0
 
         self.u = [self._signed(shape) for shape in t.output_shapes]
+        # The natural size of a probe <u_j, J_j v_i> for a function of unit scale: rounding
+        # inside the derivative scales with the intermediate terms, which can be as large
+        # as this even where the derivative itself cancels to almost nothing (a saturated
+        # tanh or softmax).
+        self.out_scale = [float(np.sum(np.abs(u) * np.abs(y))) for u, y in zip(self.u, y0)]
         self.v = [self._signed(x.shape) * _scale(x) for x in t.base]
         cotangent_sets = [
             [u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))
@@ -264,7 +269,9 @@ class Engine:
             hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
             lo_hi = (lo, hi)
             fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
-        tol, source = self._tolerance(fd_error, magnitude, numeric, size=g.size + u.size)
+        tol, source = self._tolerance(
+            fd_error, magnitude + self.out_scale[j], numeric, size=g.size + u.size
+        )
         if lo_hi is None:
             error = abs(analytic - numeric)
         else:
@@ -312,7 +319,7 @@ class Engine:
         return tol, (
             f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
             f"estimate + rounding bound) + {w.rounding_factor:g} ulps of {w.name} x sqrt(size) "
-            f"x magnitude"
+            f"x (|terms| + |u| |f(x)|)"
         )
 
     # -- other oracles ----------------------------------------------------------------------
@@ -333,7 +340,7 @@ class Engine:
                 magnitude = float(
                     np.dot(np.abs(g.ravel()), np.abs(self.v[i].ravel()))
                     + np.dot(np.abs(u.ravel()), np.abs(out_t[j].ravel()))
-                )
+                ) + self.out_scale[j]
                 size = g.size + u.size
                 tol = w.rounding_factor * w.eps * np.sqrt(size) * magnitude
                 if self.s.atol is not None or self.s.rtol is not None:
@@ -347,8 +354,8 @@ class Engine:
                         error=error,
                         tolerance=tol,
                         tolerance_source=(
-                            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x magnitude "
-                            f"(both sides exact up to rounding)"
+                            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
+                            f"|u| |f(x)|) (both sides exact up to rounding)"
                         ),
                         passed=bool(error <= tol),
                         analytic=reverse,
@@ -370,7 +377,10 @@ class Engine:
             amplification = float(np.linalg.norm(yn - yw)) / (nat.eps * scale) if scale > 0 else 0.0
             for i in range(len(t.base)):
                 gn, gw = native_grads[j][i], self.grads[j][i]
-                norm = float(np.linalg.norm(gw))
+                # The gradient's norm, or for a function of unit scale the norm its terms
+                # would have, whichever is larger (see out_scale).
+                natural = self.out_scale[j] / (_scale(t.base[i]) * np.sqrt(max(gw.size, 1)))
+                norm = float(np.linalg.norm(gw)) + natural
                 error = float(np.linalg.norm(gn - gw))
                 tol = nat.precision_factor * nat.eps * max(1.0, amplification) * norm
                 if not np.isfinite(error):
@@ -389,7 +399,8 @@ class Engine:
                         tolerance=tol,
                         tolerance_source=(
                             f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
-                            f"error in ulps = {amplification:.3g}) x |float64 gradient|"
+                            f"error in ulps = {amplification:.3g}) x (|float64 gradient| + "
+                            f"|u| |f(x)| / |x|)"
                         ),
                         passed=bool(error <= tol),
                         worst=worst,
