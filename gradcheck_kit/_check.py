@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+
+import numpy as np
 from typing import Any, Callable, Sequence
 
 from ._engine import Engine, Settings
@@ -71,8 +73,7 @@ def gradcheck(
     ```
     """
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
-    if not isinstance(raise_exception, bool):
-        raise TypeError(f"raise_exception={raise_exception!r} must be True or False")
+    _check_flags(raise_exception)
     report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
     if raise_exception and not report:
         raise GradientMismatch(report)
@@ -103,6 +104,12 @@ def gradgradcheck(
     ```
     """
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    _check_flags(raise_exception)
+    if not callable(fn):
+        raise CheckInputError(
+            f"fn must be callable, got a {type(fn).__name__}; pass the function to check as "
+            f"the first argument"
+        )
     inputs = _as_tuple(inputs)
     framework = framework_of(inputs)
     if framework not in ("torch", "jax"):
@@ -131,19 +138,33 @@ def gradgradcheck(
 def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
+        restore_modules = _keep_module_state(fn, inputs)
         try:
-            target = make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
-        except CheckInputError:
-            raise
-        except Exception as exc:
-            raise CheckInputError(
-                f"fn raised {type(exc).__name__} when called with the given inputs: {exc}. "
-                f"gradcheck needs a function that evaluates at its inputs; fix the function "
-                f"or the inputs"
-            ) from exc
-        report = Engine(target, settings).run()
+            try:
+                target = make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+            except CheckInputError:
+                raise
+            except Exception as exc:
+                raise CheckInputError(
+                    f"fn raised {type(exc).__name__} when called with the given inputs: {exc}. "
+                    f"gradcheck needs a function that evaluates at its inputs; fix the function "
+                    f"or the inputs"
+                ) from exc
+            # NaN and Inf in a broken backward are reported as failures, not warnings.
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                report = Engine(target, settings).run()
+        finally:
+            restore_modules()
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Callable[[], None]:
+    if framework_of(inputs) != "torch":
+        return lambda: None
+    from ._targets.torch import module_state_keeper
+
+    return module_state_keeper(fn)
 
 
 def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
@@ -166,6 +187,8 @@ def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
             )
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed={seed!r} must be an int")
+    if seed < 0:
+        raise ValueError(f"seed={seed} is invalid: seeds are non-negative integers")
     eps = kw.get("eps")
     if eps is not None and not (isinstance(eps, (int, float)) and eps > 0):
         raise ValueError(f"eps={eps!r} is invalid: a finite-difference step must be positive")
@@ -176,6 +199,15 @@ def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
 
 
 def _as_tuple(inputs: Any) -> tuple[Any, ...]:
-    if isinstance(inputs, (tuple, list)):
-        return tuple(inputs)
-    return (inputs,)
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not inputs:
+        raise CheckInputError(
+            "inputs is empty, so there is nothing to check; pass the tensors or arrays to "
+            "differentiate, e.g. gradcheck(fn, (x,))"
+        )
+    return inputs
+
+
+def _check_flags(raise_exception: Any) -> None:
+    if not isinstance(raise_exception, bool):
+        raise TypeError(f"raise_exception={raise_exception!r} must be True or False")

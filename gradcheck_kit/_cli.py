@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 def _verify(args: argparse.Namespace) -> int:
     from ._verify import CheckRecord, VerifyError, plan, run, write_json
 
-    _import_modules(args.modules)
+    user_modules = _import_modules(args.modules)
     selection = {
         "models": args.models,
         "implementations": args.implementations,
@@ -114,6 +114,9 @@ def _verify(args: argparse.Namespace) -> int:
         "profile": args.profile,
     }
     start = time.perf_counter()
+    if args.jobs == 1:
+        # Before anything loads jax or torch: the settings are read when they load.
+        _configure_this_process()
     try:
         cases = plan(**selection)
     except VerifyError as exc:
@@ -121,7 +124,7 @@ def _verify(args: argparse.Namespace) -> int:
     if not cases:
         raise UsageError("the selection leaves nothing to check; widen --model or --implementation.")
     if args.jobs > 1:
-        records = _run_with_xdist(selection, modules=args.modules or [], jobs=args.jobs)
+        records = _run_with_xdist(selection, modules=user_modules, jobs=args.jobs)
     else:
         print(f"verify: {len(cases)} checks", file=sys.stderr)
         records = [r.to_dict() for r in run(cases, progress=_progress(len(cases), sys.stderr))]
@@ -137,6 +140,48 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_DISAGREE if failed else EXIT_OK
 
 
+# The checks of the matrix are small: intra-op thread pools gain nothing on them and, on a
+# machine with few cores or other work, their threads spin against each other and against
+# xdist workers (measured here: a cross-check of softmax_classifier took 22 s with torch's
+# default pool, 0.9 s with one thread).
+_THREAD_VARIABLES = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
+def _verify_environment() -> dict[str, str]:
+    """Environment variables for a verify run; those the user set are kept.
+
+    Besides one thread per process, jax's persistent compilation cache: compiling the jax
+    implementations (one program per model, dtype and example shape) was 11 of the 26 s
+    of a quick run, and a warm cache removes nearly all of it.
+    """
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    wanted = {
+        **_THREAD_VARIABLES,
+        "JAX_COMPILATION_CACHE_DIR": os.path.join(cache_home, "gradcheck_kit", "jax"),
+        # Cache every program: each is small and quick to compile alone, but there are
+        # about a hundred of them.
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    return {name: os.environ.get(name, value) for name, value in wanted.items()}
+
+
+def _configure_this_process() -> None:
+    # Read when a library loads: this reaches jax and torch's pools if they are not loaded
+    # yet, not numpy's BLAS, which `import gradcheck_kit` has loaded.
+    for name, value in _verify_environment().items():
+        os.environ.setdefault(name, value)
+    if os.environ["OMP_NUM_THREADS"] == "1":
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def _progress(total: int, stream: TextIO) -> Callable[[int, Any, Any], None]:
     width = len(str(total))
 
@@ -148,8 +193,11 @@ def _progress(total: int, stream: TextIO) -> Callable[[int, Any, Any], None]:
     return show
 
 
-def _run_with_xdist(selection: Mapping[str, Any], *, modules: Sequence[str], jobs: int) -> list[dict]:
-    """Run the verify suite as pytest items on `jobs` xdist workers; return their records."""
+def _run_with_xdist(selection: Mapping[str, Any], *, modules: Sequence[Any], jobs: int) -> list[dict]:
+    """Run the verify suite as pytest items on `jobs` xdist workers; return their records.
+
+    `modules` are the user's modules, already imported here; the workers import them too.
+    """
     with tempfile.TemporaryDirectory(prefix="gradcheck_kit-") as tmp:
         report = Path(tmp, "report.json")
         ini = Path(tmp, "pytest.ini")
@@ -159,23 +207,43 @@ def _run_with_xdist(selection: Mapping[str, Any], *, modules: Sequence[str], job
             "-p", "gradcheck_kit.pytest_plugin", "-p", "xdist.plugin",
             "-n", str(jobs), "--dist", "loadgroup", "-q", "-p", "no:cacheprovider",
             "--gradcheck-verify", "--gradcheck-report", str(report),
-            *to_pytest_args({**selection, "modules": list(modules)}),
+            *to_pytest_args({**selection, "modules": [m.__name__ for m in modules]}),
         ]
-        env = dict(os.environ)
+        env = {**os.environ, **_verify_environment()}
         # Plugins come from -p only, so an installed entry point cannot register this one
         # twice; the workers import the package and the user's modules from the same paths.
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in [os.getcwd(), str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")] if p
-        )
+        paths = [os.getcwd(), str(Path(__file__).resolve().parents[1])]
+        paths += [_import_root(m) for m in modules]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [*paths, env.get("PYTHONPATH", "")] if p)
         print(f"verify: running pytest on {jobs} workers", file=sys.stderr)
-        done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, env=env, check=False)
-        if done.returncode not in (0, 1) or not report.exists():
+        # pytest's output is this command's progress: passed on, line by line, to stderr.
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+        ) as pytest_run:
+            assert pytest_run.stdout is not None
+            for line in pytest_run.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        if pytest_run.returncode not in (0, 1) or not report.exists():
             raise UsageError(
-                f"the pytest run exited with status {done.returncode} before reporting; its "
-                f"output above says why (is pytest-xdist installed?)."
+                f"the pytest run exited with status {pytest_run.returncode} before reporting; "
+                f"its output above says why (is pytest-xdist installed?)."
             )
         return json.loads(report.read_text())["checks"]
+
+
+def _import_root(module: Any) -> str:
+    """The `sys.path` entry `module` was imported from (empty if it has no file)."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return ""
+    root = Path(file).resolve().parent
+    # A package's __init__ sits one level deeper than a plain module of the same name.
+    depth = module.__name__.count(".") + (Path(file).name == "__init__.py")
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
 
 
 def format_table(records: Sequence[Any]) -> str:

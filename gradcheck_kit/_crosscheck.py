@@ -75,7 +75,7 @@ class CrossCheckRow:
     def __str__(self) -> str:
         verdict = "ok  " if self.passed else "FAIL"
         if self.check == "valid":
-            return f"[{verdict}] {self.implementation}: {self.detail or 'returned a valid (loss, grads)'}"
+            return f"[{verdict}] {self.detail or self.implementation + ' returned a valid (loss, grads)'}"
         what = _quantity_text(self.check, self.quantity, self.index)
         if self.actual is None or self.expected is None:
             values = f" vs {self.against}"
@@ -158,14 +158,18 @@ class CrossCheckReport:
     def disagreeing(self) -> list[str]:
         """The implementations to blame: those that are invalid, disagree with the consensus,
         with finite differences or in their trajectory; failing that, any with a failing row."""
-        blamed = [i for i in self.implementations if any(
-            not r.passed and r.check in _BLAMING for r in self.rows if r.implementation == i
-        )]
+        blamed = [
+            i
+            for i in self.implementations
+            if any(not r.passed and r.check in _BLAMING for r in self.rows if r.implementation == i)
+        ]
         if blamed:
             return blamed
-        return [i for i in self.implementations if any(
-            not r.passed for r in self.rows if r.implementation == i
-        )]
+        return [
+            i
+            for i in self.implementations
+            if any(not r.passed for r in self.rows if r.implementation == i)
+        ]
 
     @property
     def worst_margin(self) -> float:
@@ -266,7 +270,11 @@ def crosscheck(
         )
     dtype = check_dtype(dtype)
     names = _select_implementations(model, implementations)
-    if not isinstance(trajectory_steps, int) or isinstance(trajectory_steps, bool) or trajectory_steps < 0:
+    if (
+        not isinstance(trajectory_steps, int)
+        or isinstance(trajectory_steps, bool)
+        or trajectory_steps < 0
+    ):
         raise ValueError(
             f"trajectory_steps={trajectory_steps!r} is not a non-negative integer; pass e.g. "
             f"trajectory_steps=3, or 0 to skip trajectories."
@@ -280,7 +288,9 @@ def crosscheck(
         params, data = model.example(seed=seed, dtype=dtype, **dict(sizes or {}))
     else:
         if sizes is not None:
-            raise ValueError("pass either example= or sizes=, not both: sizes only shape the default example.")
+            raise ValueError(
+                "pass either example= or sizes=, not both: sizes only shape the default example."
+            )
         if not (isinstance(example, (tuple, list)) and len(example) == 2):
             raise TypeError(
                 f"example={type(example).__name__} is not a (params, data) pair; pass the "
@@ -300,91 +310,162 @@ def crosscheck(
     tol = ToleranceModel.for_dtype(dtype)
     terms = max(int(model.rounding_terms(params, data)), 1)
 
-    # Evaluate every implementation once, on copies, so that one that writes into its
-    # inputs cannot change what the others see.
-    results: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
-    for name in dict.fromkeys([*names, *([reference] if reference else [])]):
-        t0 = time.perf_counter()
-        outcome = _evaluate(model.implementations[name], params, data, dtype=dtype, device=device)
-        if name in names:
-            report.timings.setdefault(name, {})["evaluate_s"] = time.perf_counter() - t0
-        if isinstance(outcome, str):
-            if name in names:
-                report.rows.append(_invalid(name, outcome))
-            else:
-                report.notes.append(f"the jax reference {name!r} is unusable ({outcome}); not compared with it")
-        else:
-            results[name] = outcome
+    results = _evaluate_all(report, model, names, reference, params, data)
     valid = [n for n in names if n in results]
-    for name in valid:
-        report.losses[name] = results[name][0]
-        report.rows.append(_valid(name))
-
-    # Consensus: the elementwise median, so that one wrong implementation cannot move it.
-    consensus_rows: dict[str, CrossCheckRow] = {}
-    if valid:
-        if len(valid) == 1:
-            report.notes.append("one implementation: the consensus is that implementation itself")
-        elif len(valid) == 2:
-            report.notes.append("two implementations: a disagreement cannot be attributed to either")
-        losses = np.median([results[n][0] for n in valid])
-        grads = {k: np.median([results[n][1][k] for n in valid], axis=0) for k in params}
-        against = f"consensus of {len(valid)}"
-        for name in valid:
-            comps = _compare_results(tol, results[name], (float(losses), grads), terms=terms)
-            rows = [_row(name, "consensus", against, q, c, results[name], (losses, grads)) for q, c in comps]
-            report.comparisons += rows
-            consensus_rows[name] = _worst(rows)
-            report.rows.append(consensus_rows[name])
-
-    # Pairwise: every pair; an implementation's row is its worst disagreement with a
-    # partner that agrees with the consensus, so a wrong partner does not mark it.
-    pair_rows: dict[str, list[CrossCheckRow]] = {n: [] for n in valid}
-    for i, a in enumerate(valid):
-        for b in valid[i + 1 :]:
-            comps = _compare_results(tol, results[a], results[b], terms=terms)
-            rows_ab = [_row(a, "pairwise", b, q, c, results[a], results[b]) for q, c in comps]
-            report.comparisons += rows_ab
-            worst_ab = _worst(rows_ab)
-            pair_rows[a].append(worst_ab)
-            pair_rows[b].append(_mirror(worst_ab, b, a))
-    for name in valid:
-        if not pair_rows[name]:
-            continue
-        trusted = [r for r in pair_rows[name] if consensus_rows[r.against].passed]
-        report.rows.append(_worst(trusted or pair_rows[name]))
-
-    # The jax.grad oracle.
-    if reference is not None and reference in results:
-        for name in valid:
-            if name == reference:
-                continue
-            comps = _compare_results(tol, results[name], results[reference], terms=terms)
-            rows = [_row(name, "jax", reference, q, c, results[name], results[reference]) for q, c in comps]
-            report.comparisons += rows
-            report.rows.append(_worst(rows))
-
-    # Finite differences of each implementation's own loss.
+    consensus = _consensus(report, results, valid, params, tol=tol, terms=terms)
+    _pairwise(report, results, valid, consensus, tol=tol, terms=terms)
+    if reference is not None:
+        _against_reference(report, results, valid, reference, tol=tol, terms=terms)
     if finite_differences:
         for name in valid:
             t0 = time.perf_counter()
             row, fd_report = _finite_difference_row(
-                name, model.implementations[name], params, data, dtype=dtype, device=device, seed=seed
+                name,
+                model.implementations[name],
+                params,
+                data,
+                dtype=dtype,
+                device=device,
+                seed=seed,
             )
             report.timings[name]["finite_differences_s"] = time.perf_counter() - t0
             if fd_report is not None:
                 report.finite_differences[name] = fd_report
             report.rows.append(row)
-
-    # Trajectories of the doc's training loop.
     if model.training is None:
         report.notes.append(f"{model.name}'s doc trains nothing: no trajectories to compare")
     elif trajectory_steps > 0 and valid:
-        _trajectories(report, model, valid, params, data, tol=tol, terms=terms, steps=trajectory_steps)
+        _trajectories(
+            report, model, valid, params, data, tol=tol, terms=terms, steps=trajectory_steps
+        )
 
     report.rows.sort(key=lambda r: (names.index(r.implementation), CHECKS.index(r.check)))
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+# ---------------------------------------------------------------------------------------
+# The comparisons of one example's results.
+
+Result = tuple[float, dict[str, np.ndarray]]
+
+
+def _evaluate_all(
+    report: CrossCheckReport,
+    model: Any,
+    names: Sequence[str],
+    reference: str | None,
+    params: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray],
+) -> dict[str, Result]:
+    """Each implementation's `(loss, grads)`, once, on copies of the example, so that one
+    that writes into its inputs cannot change what the others see; broken ones get a
+    failing `valid` row."""
+    results: dict[str, Result] = {}
+    for name in dict.fromkeys([*names, *([reference] if reference else [])]):
+        t0 = time.perf_counter()
+        outcome = _evaluate(
+            model.implementations[name], params, data, dtype=report.dtype, device=report.device
+        )
+        if name in names:
+            report.timings.setdefault(name, {})["evaluate_s"] = time.perf_counter() - t0
+        if not isinstance(outcome, str):
+            results[name] = outcome
+            if name in names:
+                report.losses[name] = outcome[0]
+                report.rows.append(_valid(name))
+        elif name in names:
+            report.rows.append(_invalid(name, outcome))
+        else:
+            report.notes.append(
+                f"the jax reference {name!r} is unusable ({outcome}); not compared with it"
+            )
+    return results
+
+
+def _consensus(
+    report: CrossCheckReport,
+    results: Mapping[str, Result],
+    valid: Sequence[str],
+    params: Mapping[str, np.ndarray],
+    *,
+    tol: ToleranceModel,
+    terms: int,
+) -> dict[str, CrossCheckRow]:
+    """Each implementation against the elementwise median of all of them, which one wrong
+    implementation cannot move; returns each one's worst row."""
+    if not valid:
+        return {}
+    if len(valid) == 1:
+        report.notes.append("one implementation: the consensus is that implementation itself")
+    elif len(valid) == 2:
+        report.notes.append("two implementations: a disagreement cannot be attributed to either")
+    median: Result = (
+        float(np.median([results[n][0] for n in valid])),
+        {k: np.median([results[n][1][k] for n in valid], axis=0) for k in params},
+    )
+    against = f"consensus of {len(valid)}"
+    worst = {}
+    for name in valid:
+        comps = _compare_results(tol, results[name], median, terms=terms)
+        rows = [_row(name, "consensus", against, q, c, results[name], median) for q, c in comps]
+        report.comparisons += rows
+        worst[name] = _worst(rows)
+        report.rows.append(worst[name])
+    return worst
+
+
+def _pairwise(
+    report: CrossCheckReport,
+    results: Mapping[str, Result],
+    valid: Sequence[str],
+    consensus: Mapping[str, CrossCheckRow],
+    *,
+    tol: ToleranceModel,
+    terms: int,
+) -> None:
+    """Every pair; an implementation's row is its worst disagreement with a partner that
+    agrees with the consensus, so that a wrong partner does not mark a right one."""
+    pair_rows: dict[str, list[CrossCheckRow]] = {n: [] for n in valid}
+    for i, a in enumerate(valid):
+        for b in valid[i + 1 :]:
+            comps = _compare_results(tol, results[a], results[b], terms=terms)
+            rows = [_row(a, "pairwise", b, q, c, results[a], results[b]) for q, c in comps]
+            report.comparisons += rows
+            worst = _worst(rows)
+            pair_rows[a].append(worst)
+            pair_rows[b].append(_mirror(worst, b, a))
+    for name in valid:
+        if pair_rows[name]:
+            trusted = [r for r in pair_rows[name] if consensus[r.against].passed]
+            report.rows.append(_worst(trusted or pair_rows[name]))
+
+
+def _against_reference(
+    report: CrossCheckReport,
+    results: Mapping[str, Result],
+    valid: Sequence[str],
+    reference: str,
+    *,
+    tol: ToleranceModel,
+    terms: int,
+) -> None:
+    """Each implementation against the model's `jax.grad` implementation."""
+    if reference not in results:
+        if reference in report.implementations:
+            report.notes.append(
+                f"the jax reference {reference!r} is invalid (see its row); not compared with it"
+            )
+        return
+    for name in valid:
+        if name == reference:
+            continue
+        comps = _compare_results(tol, results[name], results[reference], terms=terms)
+        rows = [
+            _row(name, "jax", reference, q, c, results[name], results[reference]) for q, c in comps
+        ]
+        report.comparisons += rows
+        report.rows.append(_worst(rows))
 
 
 # ---------------------------------------------------------------------------------------
@@ -407,7 +488,9 @@ def _evaluate(
     return _validate(out, params)
 
 
-def _validate(out: Any, params: Mapping[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]] | str:
+def _validate(
+    out: Any, params: Mapping[str, np.ndarray]
+) -> tuple[float, dict[str, np.ndarray]] | str:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         return (
             f"returned {type(out).__name__}, not (loss, grads): an implementation returns a "
@@ -446,7 +529,9 @@ def _validate(out: Any, params: Mapping[str, np.ndarray]) -> tuple[float, dict[s
         try:
             g = np.asarray(grads_raw[k])
         except Exception as exc:
-            return f"returned a gradient for {k!r} that is not an array ({type(exc).__name__}: {exc})"
+            return (
+                f"returned a gradient for {k!r} that is not an array ({type(exc).__name__}: {exc})"
+            )
         if g.shape != np.shape(p):
             return f"returned a gradient of shape {g.shape} for {k!r}, whose shape is {np.shape(p)}"
         if g.dtype.kind not in "fiu":
@@ -637,13 +722,13 @@ def _finite_difference_row(
 ) -> tuple[CrossCheckRow, Report | None]:
     from ._check import gradcheck
 
-    slots = _slots(params)
+    keys = list(params)
 
     def run(arrays: Sequence[np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
         # The engine may promote float32 arrays to float64 (the implementations are
         # dtype-generic); run in whatever precision the arrays arrive in.
         run_dtype = "float32" if arrays and np.asarray(arrays[0]).dtype == np.float32 else "float64"
-        out = impl(_unpack(slots, arrays, params), _copy(data), dtype=run_dtype, device=device)
+        out = impl(dict(zip(keys, arrays)), _copy(data), dtype=run_dtype, device=device)
         checked = _validate(out, params)
         if isinstance(checked, str):
             raise ValueError(f"{name} {checked}")
@@ -653,29 +738,45 @@ def _finite_difference_row(
         return run(arrays)[0]
 
     def grad_fn(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        return _pack(slots, run(arrays)[1])
+        grads = run(arrays)[1]
+        return tuple(grads[k] for k in keys)
 
     def failed(detail: str) -> tuple[CrossCheckRow, None]:
         return (
             CrossCheckRow(
-                implementation=name, check="finite_differences", against="finite differences",
-                quantity=None, index=None, actual=None, expected=None, error=math.inf,
-                tolerance=0.0, margin=math.inf, passed=False, detail=detail,
+                implementation=name,
+                check="finite_differences",
+                against="finite differences",
+                quantity=None,
+                index=None,
+                actual=None,
+                expected=None,
+                error=math.inf,
+                tolerance=0.0,
+                margin=math.inf,
+                passed=False,
+                detail=detail,
             ),
             None,
         )
 
-    if not slots:
+    if not keys:
         return failed("the example has no parameters to differentiate")
     try:
-        fd = gradcheck(loss_fn, list(_pack(slots, params)), grad=grad_fn, seed=seed, raise_exception=False)
+        fd = gradcheck(
+            loss_fn,
+            [np.array(params[k]) for k in keys],
+            grad=grad_fn,
+            seed=seed,
+            raise_exception=False,
+        )
     except Exception as exc:
         return failed(f"gradcheck could not run: {type(exc).__name__}: {exc}")
     worst = max(fd.comparisons, key=lambda c: c.margin, default=None)
     if worst is None:
         return failed("; ".join(fd.errors) or "gradcheck made no comparison")
     element = worst.worst[0] if worst.worst else None
-    quantity, index = _locate(slots, params, worst.input, None if element is None else element.input_index)
+    quantity, index = _locate(keys, worst.input, None if element is None else element.input_index)
     row = CrossCheckRow(
         implementation=name,
         check="finite_differences",
@@ -694,54 +795,17 @@ def _finite_difference_row(
     return row, fd
 
 
-# The engine scales each input's tolerance by that input's own gradient. A one-element
-# parameter has no scale of its own, and its gradient can vanish by symmetry (legendre_fit's
-# `a` and `c` at the tutorial's init are sums of odd terms over a symmetric grid): checked
-# alone, its rounding noise would be judged against a zero gradient. One-element parameters
-# are therefore probed together, as one vector, at the scale of their siblings.
-
-
-def _slots(params: Mapping[str, np.ndarray]) -> list[Any]:
-    singles = tuple(k for k, v in params.items() if np.size(v) == 1)
-    if len(singles) < 2:
-        return list(params)
-    return [singles] + [k for k in params if k not in singles]
-
-
-def _pack(slots: Sequence[Any], arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    return tuple(
-        np.concatenate([np.ravel(arrays[k]) for k in slot]) if isinstance(slot, tuple) else np.array(arrays[slot])
-        for slot in slots
-    )
-
-
-def _unpack(slots: Sequence[Any], arrays: Sequence[np.ndarray], params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {}
-    for slot, a in zip(slots, arrays):
-        if isinstance(slot, tuple):
-            for j, k in enumerate(slot):
-                out[k] = np.asarray(a)[j].reshape(np.shape(params[k]))
-        else:
-            out[slot] = a
-    return {k: out[k] for k in params}
-
-
 def _locate(
-    slots: Sequence[Any], params: Mapping[str, np.ndarray], label: str, index: Sequence[int] | None
+    keys: Sequence[str], label: str, index: Sequence[int] | None
 ) -> tuple[str, tuple[int, ...] | None]:
-    """The parameter and element behind the engine's `inputs[i]` and element index."""
-    slot: Any = label
+    """The parameter behind the engine's `inputs[i]` label, and the element index."""
+    element = None if index is None else tuple(int(i) for i in index)
     if label.startswith("inputs[") and label.endswith("]"):
         try:
-            slot = slots[int(label[len("inputs[") : -1])]
+            return keys[int(label[len("inputs[") : -1])], element
         except (ValueError, IndexError):
-            return label, None if index is None else tuple(index)
-    if isinstance(slot, tuple):
-        if index is None or len(index) != 1:
-            return ", ".join(slot), None
-        k = slot[int(index[0])]
-        return k, tuple(0 for _ in np.shape(params[k]))
-    return str(slot), None if index is None else tuple(int(i) for i in index)
+            pass
+    return label, element
 
 
 def _trajectories(
@@ -762,7 +826,13 @@ def _trajectories(
         t0 = time.perf_counter()
         try:
             out = reference_models.train(
-                model, name, _copy(params), _copy(data), steps=steps, dtype=report.dtype, device=report.device
+                model,
+                name,
+                _copy(params),
+                _copy(data),
+                steps=steps,
+                dtype=report.dtype,
+                device=report.device,
             )
             checked = _validate((0.0, out), params)
         except Exception as exc:
@@ -772,9 +842,18 @@ def _trajectories(
             detail = f"{name}'s training loop " + checked.replace("gradient", "parameter")
             report.rows.append(
                 CrossCheckRow(
-                    implementation=name, check="trajectory", against=f"{steps} steps",
-                    quantity=None, index=None, actual=None, expected=None, error=math.inf,
-                    tolerance=0.0, margin=math.inf, passed=False, detail=detail,
+                    implementation=name,
+                    check="trajectory",
+                    against=f"{steps} steps",
+                    quantity=None,
+                    index=None,
+                    actual=None,
+                    expected=None,
+                    error=math.inf,
+                    tolerance=0.0,
+                    margin=math.inf,
+                    passed=False,
+                    detail=detail,
                 )
             )
         else:
@@ -787,10 +866,15 @@ def _trajectories(
     step_terms = terms * (steps + 1)
     for name, final in finals.items():
         comps = _compare_named(tol, final, consensus, terms=step_terms)
-        rows = [_row(name, "trajectory", against, q, c, (0.0, final), (0.0, consensus)) for q, c in comps]
+        rows = [
+            _row(name, "trajectory", against, q, c, (0.0, final), (0.0, consensus))
+            for q, c in comps
+        ]
         report.comparisons += rows
         worst = _worst(rows)
-        report.rows.append(dataclasses.replace(worst, detail=f"parameters after {steps} training steps"))
+        report.rows.append(
+            dataclasses.replace(worst, detail=f"parameters after {steps} training steps")
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -808,19 +892,38 @@ def _quantity_text(check: str, quantity: str | None, index: tuple[int, ...] | No
 
 
 def _table(rows: Sequence[CrossCheckRow]) -> str:
-    header = ("implementation", "check", "against", "worst", "error", "tolerance", "margin", "verdict")
+    header = (
+        "implementation",
+        "check",
+        "against",
+        "worst",
+        "error",
+        "tolerance",
+        "margin",
+        "verdict",
+    )
     body = []
     for r in rows:
-        where = "-" if r.quantity is None else r.quantity + (
-            f"[{', '.join(map(str, r.index))}]" if r.index else ""
+        where = (
+            "-"
+            if r.quantity is None
+            else r.quantity + (f"[{', '.join(map(str, r.index))}]" if r.index else "")
         )
         body.append(
             (
-                r.implementation, r.check, r.against, where, f"{r.error:.3e}", f"{r.tolerance:.3e}",
-                f"{r.margin:.3g}", "ok" if r.passed else "FAIL",
+                r.implementation,
+                r.check,
+                r.against,
+                where,
+                f"{r.error:.3e}",
+                f"{r.tolerance:.3e}",
+                f"{r.margin:.3g}",
+                "ok" if r.passed else "FAIL",
             )
         )
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
     fmt = "  " + "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header)] + [fmt.format(*b) for b in body])
 
@@ -829,7 +932,9 @@ def _select_implementations(model: Any, implementations: Sequence[str] | None) -
     known = list(model.implementations)
     if implementations is None:
         if not known:
-            raise ValueError(f"model {model.name!r} has no implementations to check; register one first.")
+            raise ValueError(
+                f"model {model.name!r} has no implementations to check; register one first."
+            )
         return known
     if isinstance(implementations, str):
         raise TypeError(

@@ -103,9 +103,14 @@ class Engine:
         self.grads = grads[:-1]
         self._check_determinism(grads[0], grads[-1])
 
-        self.probes = [self._probe(i, y0) for i in range(len(t.base))]
+        # Empty inputs have no elements to perturb: nothing to compare.
+        self.checked = [i for i, x in enumerate(t.base) if x.size > 0]
+        for i, x in enumerate(t.base):
+            if x.size == 0:
+                self.notes.append(f"{t.input_names[i]} is empty: it has no derivative to compare")
+        self.probes = {i: self._probe(i, y0) for i in self.checked}
         fd_failed = []
-        for i in range(len(t.base)):
+        for i in self.checked:
             for j in range(len(self.u)):
                 c = self._compare_fd(i, j)
                 self.comparisons.append(c)
@@ -117,7 +122,7 @@ class Engine:
             self._compare_precision()
 
         if self.s.mode == "full":
-            for i in range(len(t.base)):
+            for i in self.checked:
                 for j in range(len(self.u)):
                     self._localise(i, j, self._find(i, j), force=True)
         elif self.s.mode == "auto":
@@ -247,9 +252,16 @@ class Engine:
         step = default_step(self.work.eps)
         if self.s.step is not None:
             step = self.s.step / max(float(np.max(np.abs(direction), initial=0.0)), 1e-300)
-        return directional_derivative(
-            g, eps=self.work.eps, step=step, g0=flat0, target=accurate, safety=self.work.fd_safety
-        )
+        try:
+            return directional_derivative(
+                g, eps=self.work.eps, step=step, g0=flat0, target=accurate,
+                safety=self.work.fd_safety,
+            )
+        except FloatingPointError as exc:
+            raise CheckInputError(
+                f"finite differences along {t.input_names[i]} failed: {exc}. Check the "
+                f"gradient at a point inside the function's domain"
+            ) from None
 
     def _compare_fd(self, i: int, j: int) -> Comparison:
         t = self.t
@@ -269,6 +281,7 @@ class Engine:
             hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
             lo_hi = (lo, hi)
             fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
+        fd_error += self._input_rounding(g.ravel(), t.base[i].ravel(), d.step)
         tol, source = self._tolerance(
             fd_error, magnitude + self.out_scale[j], numeric, size=g.size + u.size
         )
@@ -305,6 +318,17 @@ class Engine:
             notes=notes,
         )
 
+    def _input_rounding(self, g: np.ndarray, x: np.ndarray, step: float) -> float:
+        """Bound on the finite-difference error from rounding the perturbed input x + t v.
+
+        The output-noise bound scales with |f|, which misses this where f is near zero
+        (f(x) = x - 1 at x = 1): each perturbed element is off by up to eps |x_k|, moving
+        the probe by sum_k |g_k| eps |x_k|, divided by the step as any noise is.
+        """
+        if step <= 0:
+            return 0.0
+        return 6.0 * self.work.eps * float(np.dot(np.abs(g), np.abs(x))) / step
+
     def _tolerance(self, fd_error: float, magnitude: float, numeric: float, size: int) -> tuple[float, str]:
         w = self.work
         # Rounding in a computed derivative grows with the magnitudes summed into it; the
@@ -326,7 +350,7 @@ class Engine:
     def _compare_forward_mode(self) -> None:
         t = self.t
         w = self.work
-        for i in range(len(t.base)):
+        for i in self.checked:
             tangents = [np.zeros_like(x) for x in t.base]
             tangents[i] = self.v[i]
             out_t = t.jvp(tangents)
@@ -375,7 +399,7 @@ class Engine:
             # through the same operations loses about as much.
             scale = float(np.linalg.norm(yw))
             amplification = float(np.linalg.norm(yn - yw)) / (nat.eps * scale) if scale > 0 else 0.0
-            for i in range(len(t.base)):
+            for i in self.checked:
                 gn, gw = native_grads[j][i], self.grads[j][i]
                 # The gradient's norm, or for a function of unit scale the norm its terms
                 # would have, whichever is larger (see out_scale).
@@ -464,6 +488,8 @@ class Engine:
         scale = _scale(x)
         rows = self._rows(j)
         a, b = self.probes[i].parts[j]
+        y = self.y0[j].ravel()
+        u = self.u[j].ravel()
         elements = []
         for flat in range(x.size):
             direction = np.zeros(x.size)
@@ -472,24 +498,36 @@ class Engine:
             idx = tuple(int(q) for q in np.unravel_index(flat, x.shape))
             column = d.value[a:b] / scale
             column_err = d.error[a:b] / scale
+            xk = abs(float(x.ravel()[flat]))
             if rows is not None:
                 for m in range(b - a):
                     analytic = float(rows[m][i].ravel()[flat])
                     out_idx = tuple(int(q) for q in np.unravel_index(m, self.t.output_shapes[j]))
-                    elements.append(self._element(idx, out_idx, analytic, float(column[m]), float(column_err[m]), bool(d.kink[a + m]), d, a + m, scale))
+                    interval = None
+                    if d.kink[a + m]:
+                        interval = tuple(sorted((d.lower[a + m] / scale, d.upper[a + m] / scale)))
+                    err = float(column_err[m]) + self._input_rounding(
+                        np.array([analytic]), np.array([xk]), d.step * scale
+                    )
+                    elements.append(self._element(
+                        idx, out_idx, analytic, float(column[m]), err, abs(y[m]) / scale, interval
+                    ))
             else:
-                u = self.u[j].ravel()
                 analytic = float(self.grads[j][i].ravel()[flat])
-                numeric = float(np.dot(u, column))
-                err = float(np.dot(np.abs(u), column_err))
-                elements.append(self._element(idx, None, analytic, numeric, err, bool(d.kink[a:b].any()), d, None, scale))
+                err = float(np.dot(np.abs(u), column_err)) + self._input_rounding(
+                    np.array([analytic]), np.array([xk]), d.step * scale
+                )
+                natural = self.out_scale[j] / (scale * x.size)
+                elements.append(self._element(
+                    idx, None, analytic, float(np.dot(u, column)), err, natural, None
+                ))
         return elements
 
-    def _element(self, idx, out_idx, analytic, numeric, fd_err, kink, d, flat_out, scale) -> Element:
-        tol, _ = self._tolerance(fd_err, abs(analytic) + abs(numeric), numeric, size=1)
-        if kink and flat_out is not None:
-            lo, hi = sorted((d.lower[flat_out] / scale, d.upper[flat_out] / scale))
-            error = max(0.0, lo - analytic, analytic - hi)
+    def _element(self, idx, out_idx, analytic, numeric, fd_err, natural, interval) -> Element:
+        """One Jacobian element (or projected row element) against its tolerance."""
+        tol, _ = self._tolerance(fd_err, abs(analytic) + abs(numeric) + natural, numeric, size=1)
+        if interval is not None:
+            error = max(0.0, interval[0] - analytic, analytic - interval[1])
         else:
             error = abs(analytic - numeric)
         return Element(idx, out_idx, analytic, numeric, error, tol)
@@ -513,7 +551,10 @@ class Engine:
                 analytic = float(np.dot(g[half], v[half]))
                 numeric = float(np.dot(u, d.value[a:b]))
                 err = float(np.dot(np.abs(u), d.error[a:b]))
-                tol, _ = self._tolerance(err, float(np.dot(np.abs(g[half]), np.abs(v[half]))), numeric, size=half.size + u.size)
+                err += self._input_rounding(g[half], x.ravel()[half], d.step)
+                magnitude = float(np.dot(np.abs(g[half]), np.abs(v[half])))
+                magnitude += self.out_scale[j] * half.size / x.size
+                tol, _ = self._tolerance(err, magnitude, numeric, size=half.size + u.size)
                 scored.append((abs(analytic - numeric) / max(tol, 1e-300), half, analytic, numeric, tol))
             scored.sort(key=lambda s: -s[0])
             _, candidates, analytic, numeric, tol = scored[0]

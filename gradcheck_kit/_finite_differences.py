@@ -102,7 +102,6 @@ def directional_derivative(
     h = step
     for attempt in range(retries + 1):
         points = []
-        finite = True
         for i in range(levels):
             hi = h * 2.0**-i
             plus = np.asarray(g(hi), dtype=np.float64)
@@ -113,17 +112,23 @@ def directional_derivative(
                     f"the function returned shape {plus.shape} at a perturbed input but "
                     f"{g0.shape} at the point itself; outputs must not change shape"
                 )
-            if not (np.all(np.isfinite(plus)) and np.all(np.isfinite(minus))):
-                finite = False
-                break
             points.append((hi, plus, minus))
-        if not finite:
+        plus_ok = all(np.all(np.isfinite(p)) for _, p, _ in points)
+        minus_ok = all(np.all(np.isfinite(m)) for _, _, m in points)
+        if not (plus_ok or minus_ok):
             notes.append(
                 f"non-finite output at step {h:.3g}: the step left the function's domain; "
                 f"retried with smaller steps"
             )
             h *= shrink
             continue
+        if not (plus_ok and minus_ok):
+            side = "forward" if plus_ok else "backward"
+            notes.append(
+                f"the function is not finite on one side of the input at step {h:.3g} (the "
+                f"edge of its domain): {side} differences only"
+            )
+            points = [(hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points]
         estimate = _estimate(points, g0, eps, safety, evals, tuple(notes))
         # Prefer estimates without an apparent kink: a kink seen at one step size and not
         # at a smaller one was only near the point, and the smaller step resolves it.
@@ -160,22 +165,30 @@ def _rank(d: Derivative) -> tuple[bool, float]:
 
 def _estimate(points, g0: np.ndarray, eps: float, safety: float, evals: int, notes) -> Derivative:
     hs = [p[0] for p in points]
-    central = [(p - m) / (2 * hi) for hi, p, m in points]
-    forward = [(p - g0) / hi for hi, p, m in points]
-    backward = [(g0 - m) / hi for hi, p, m in points]
-    c_val, c_trunc = _richardson(central, ratio=4.0)
-    f_val, f_trunc = _richardson(forward, ratio=2.0)
-    b_val, b_trunc = _richardson(backward, ratio=2.0)
+    has_plus = points[0][1] is not None
+    has_minus = points[0][2] is not None
+    inf = np.full(g0.shape, np.inf)
 
     magnitude = np.abs(g0)
     for _, p, m in points:
-        magnitude = np.maximum(magnitude, np.maximum(np.abs(p), np.abs(m)))
+        for side in (p, m):
+            if side is not None:
+                magnitude = np.maximum(magnitude, np.abs(side))
     noise = _NOISE_ULPS * eps * magnitude / hs[-1]
+
     # Richardson amplifies noise by the sum of its weights' magnitudes: about 2 for the
     # central table and 6 for the one-sided ones with these ratios.
-    c_err = safety * c_trunc + 2.0 * noise
-    f_err = safety * f_trunc + 6.0 * noise
-    b_err = safety * b_trunc + 6.0 * noise
+    c_val = f_val = b_val = np.zeros(g0.shape)
+    c_err = f_err = b_err = inf
+    if has_plus and has_minus:
+        c_val, c_trunc = _richardson([(p - m) / (2 * hi) for hi, p, m in points], ratio=4.0)
+        c_err = safety * c_trunc + 2.0 * noise
+    if has_plus:
+        f_val, f_trunc = _richardson([(p - g0) / hi for hi, p, m in points], ratio=2.0)
+        f_err = safety * f_trunc + 6.0 * noise
+    if has_minus:
+        b_val, b_trunc = _richardson([(g0 - m) / hi for hi, p, m in points], ratio=2.0)
+        b_err = safety * b_trunc + 6.0 * noise
 
     errors = np.stack([c_err, f_err, b_err])
     values = np.stack([c_val, f_val, b_val])
@@ -186,7 +199,10 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float, evals: int, not
     rounding = np.take_along_axis(roundings, scheme[None], axis=0)[0]
 
     # A kink at the point itself: both one-sided tables converge, to different values.
-    kink = np.abs(f_val - b_val) > f_err + b_err
+    if has_plus and has_minus:
+        kink = np.abs(f_val - b_val) > f_err + b_err
+    else:
+        kink = np.zeros(g0.shape, dtype=bool)
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
     return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], evals, notes)

@@ -61,6 +61,8 @@ class Comparison:
     @property
     def margin(self) -> float:
         """`error / tolerance`: below 1 passes; the closer to 1, the tighter."""
+        if math.isnan(self.error):
+            return math.inf
         if self.tolerance > 0:
             return self.error / self.tolerance
         return 0.0 if self.error == 0 else math.inf

@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ._targets import CheckInputError
+
 __all__ = ["torch_vjp_function", "jax_vjp_function"]
 
 
@@ -16,17 +18,19 @@ def torch_vjp_function(
     import torch
 
     diff = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
-    from ._targets import CheckInputError
-
-    try:
-        with torch.enable_grad():
-            outs = fn(*[x.detach().requires_grad_(True) if k in diff else x for k, x in enumerate(inputs)])
-    except Exception as exc:
+    if not diff:
         raise CheckInputError(
-            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}"
-        ) from exc
-    outs = (outs,) if isinstance(outs, torch.Tensor) else tuple(outs)
-    float_outs = [k for k, o in enumerate(outs) if isinstance(o, torch.Tensor) and o.is_floating_point()]
+            "no input requires grad, so there is no gradient to check. Call "
+            ".requires_grad_() on the tensors whose gradients should be checked"
+        )
+    with torch.enable_grad():
+        outs = _call(fn, [x.detach().requires_grad_(True) if k in diff else x for k, x in enumerate(inputs)])
+    outs = _torch_outputs(outs)
+    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
+    if not float_outs:
+        raise CheckInputError(
+            "fn returns no floating-point tensor, so it has no derivative to differentiate again"
+        )
     if grad_outputs is None:
         rng = np.random.default_rng(seed + 1)
         grad_outputs = tuple(
@@ -35,10 +39,13 @@ def torch_vjp_function(
         )
     else:
         grad_outputs = (grad_outputs,) if isinstance(grad_outputs, torch.Tensor) else tuple(grad_outputs)
-        if len(grad_outputs) != len(float_outs):
-            raise ValueError(
-                f"grad_outputs has {len(grad_outputs)} tensor(s) but fn has {len(float_outs)} "
-                f"floating-point output(s); pass one cotangent per output"
+        if len(grad_outputs) != len(float_outs) or not all(
+            isinstance(g, torch.Tensor) and g.shape == outs[k].shape
+            for g, k in zip(grad_outputs, float_outs)
+        ):
+            raise CheckInputError(
+                f"grad_outputs must hold one tensor per floating-point output of fn, of that "
+                f"output's shape: {[tuple(outs[k].shape) for k in float_outs]}"
             )
     grad_outputs = tuple(g.detach().clone().requires_grad_(True) for g in grad_outputs)
     n = len(inputs)
@@ -52,8 +59,7 @@ def torch_vjp_function(
                 if not xs[k].requires_grad:
                     xs[k] = xs[k].detach().requires_grad_(True)
                 leaves.append(xs[k])
-            out = fn(*xs)
-            out = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+            out = _torch_outputs(fn(*xs))
             pairs = [(out[k], v) for k, v in zip(float_outs, vs) if out[k].requires_grad]
             if not pairs:
                 return tuple(torch.zeros_like(x) for x in leaves)
@@ -74,7 +80,17 @@ def jax_vjp_function(
     import jax.numpy as jnp
 
     n = len(inputs)
-    out = fn(*inputs)
+    out = _call(fn, inputs)
+    for leaf in jax.tree_util.tree_leaves(out):
+        try:
+            floating = jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise CheckInputError(
+                f"fn returned a {type(leaf).__name__} output; gradgradcheck needs "
+                f"floating-point arrays only"
+            )
     if grad_outputs is None:
         rng = np.random.default_rng(seed + 1)
         grad_outputs = jax.tree_util.tree_map(
@@ -86,3 +102,24 @@ def jax_vjp_function(
         return pullback(args[n])
 
     return vjp, tuple(inputs) + (grad_outputs,)
+
+
+def _call(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise CheckInputError(
+            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}"
+        ) from exc
+
+
+def _torch_outputs(outs: Any) -> tuple[Any, ...]:
+    import torch
+
+    outs = (outs,) if isinstance(outs, torch.Tensor) else outs
+    if not isinstance(outs, (tuple, list)) or not all(isinstance(o, torch.Tensor) for o in outs):
+        raise CheckInputError(
+            f"fn returned {type(outs).__name__}; gradgradcheck needs a tensor or a tuple or "
+            f"list of tensors"
+        )
+    return tuple(outs)

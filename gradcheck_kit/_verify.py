@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from ._report import _json_float
 from ._options import DEFAULT_DTYPES, available_devices, check_dtypes, device_available, profile_named
+from ._report import _json_float
 
 if TYPE_CHECKING:
     from .strategies import ModelExample
@@ -226,11 +226,9 @@ def plan(
                         label=label, example=example, peers=impls,
                     )
                 )
-        if not chosen.fidelity:
-            continue
         for claim in model.fidelity.values():
             for dtype in dtype_names:
-                if dtype not in claim.dtypes:
+                if dtype not in claim.dtypes or dtype not in chosen.fidelity_dtypes:
                     continue
                 for device in device_names:
                     for impl in claim.applies_to(model):
@@ -322,7 +320,7 @@ def _devices(devices: Sequence[str] | None) -> list[str]:
 
 # Cross-checks of the last few groups: the cases of one group run one after another
 # (in order in one process, and on one worker under `--dist loadgroup`).
-_GROUPS: OrderedDict[tuple[Any, ...], tuple[Any, float]] = OrderedDict()
+_GROUPS: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, float]] = OrderedDict()
 _GROUPS_KEPT = 4
 
 
@@ -381,7 +379,7 @@ def _record(case: VerifyCase, *, passed: bool, **figures: Any) -> CheckRecord:
 
 
 def _group_crosscheck(case: VerifyCase) -> tuple[Any, float]:
-    key = (case.model, case.peers, case.example)
+    key = (case.group, case.peers)
     if key in _GROUPS:
         _GROUPS.move_to_end(key)
         return _GROUPS[key]

@@ -40,6 +40,7 @@ __all__ = ["GradcheckFixture"]
 _RECORDS = pytest.StashKey[list]()
 _CURRENT = pytest.StashKey[str]()
 _WORKER_OUTPUT = "gradcheck_kit_records"
+_SUITE = "gradcheck_kit-verify"
 _MARKERS = {
     "gradcheck_devices": "gradcheck_devices(*devices): run this test's gradcheck_device "
     "parameter on exactly these devices (unavailable ones are skipped)",
@@ -233,8 +234,13 @@ def pytest_collection_modifyitems(
         )
     except VerifyError as exc:
         raise pytest.UsageError(f"--gradcheck-verify: {exc}") from None
-    suite = VerifySuite.from_parent(session, name="gradcheck_kit-verify")
-    items.extend(VerifyItem.from_parent(suite, name=case.id, case=case) for case in cases)
+    suite = VerifySuite.from_parent(session, name=_SUITE, nodeid=_SUITE)
+    made = [VerifyItem.from_parent(suite, name=case.id, case=case) for case in cases]
+    items.extend(made)
+    # Reported like any collected node, so the terminal counts the items.
+    config.hook.pytest_collectreport(
+        report=pytest.CollectReport(suite.nodeid, "passed", None, list(made))
+    )
 
 
 class VerifySuite(pytest.Collector):
@@ -271,7 +277,7 @@ class VerifyItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        return "gradcheck_kit-verify", None, self.name
+        return _SUITE, None, self.name
 
 
 class VerifyFailure(AssertionError):

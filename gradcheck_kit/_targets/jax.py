@@ -113,7 +113,16 @@ class JaxTarget(Target):
         return self._fn(*jax.tree_util.tree_unflatten(self._treedef, list(leaves)))
 
     def _outputs(self, xs, native: bool) -> list[Any]:
-        return jax.tree_util.tree_leaves(self._call(self._args(xs, native)))
+        leaves = jax.tree_util.tree_leaves(self._call(self._args(xs, native)))
+        for k, leaf in enumerate(leaves):
+            try:
+                jnp.result_type(leaf)
+            except TypeError:
+                raise CheckInputError(
+                    f"the function's output {k} is a {type(leaf).__name__}, not an array; "
+                    f"return jax arrays (or pytrees of them) only"
+                ) from None
+        return leaves
 
     def _on_diff(self, leaves: list[Any]) -> Callable[..., tuple[Any, ...]]:
         def f(*diff):
@@ -121,7 +130,7 @@ class JaxTarget(Target):
             for n, d in zip(self._diff, diff):
                 full[n] = d
             outs = jax.tree_util.tree_leaves(self._call(full))
-            return tuple(outs[k] for k in self._out_index)
+            return tuple(jnp.asarray(outs[k]) for k in self._out_index)
 
         return f
 

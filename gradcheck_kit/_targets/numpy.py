@@ -70,7 +70,13 @@ class NumpyTarget(Target):
 
     @staticmethod
     def _scalar(out: Any) -> np.ndarray:
-        a = np.asarray(out)
+        try:
+            a = np.asarray(out)
+        except (ValueError, TypeError):
+            raise CheckInputError(
+                f"the function returned a {type(out).__name__} that is not a number; with a "
+                f"hand-written grad= the function must return a scalar loss"
+            ) from None
         if a.size != 1:
             raise CheckInputError(
                 f"the function returned shape {a.shape}; with a hand-written grad= the function "

@@ -43,10 +43,29 @@ class TorchTarget(Target):
             if x.requires_grad or (grad is not None and x.is_floating_point()):
                 self._diff.append(i)
         if not self._diff:
+            integer = [
+                i for i, x in enumerate(self._inputs)
+                if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex())
+            ]
+            if integer and not any(
+                isinstance(x, torch.Tensor) and x.is_floating_point() for x in self._inputs
+            ):
+                i = integer[0]
+                raise CheckInputError(
+                    f"inputs[{i}] is an integer tensor ({self._inputs[i].dtype}), and only "
+                    f"floating-point tensors have gradients. Convert it with "
+                    f"inputs[{i}].double().requires_grad_()"
+                )
             raise CheckInputError(
                 "no input requires grad, so there is no gradient to check. Call "
                 ".requires_grad_() on the tensors whose gradients should be checked"
             )
+        for i in self._diff:
+            if self._inputs[i].device.type == "meta":
+                raise CheckInputError(
+                    f"inputs[{i}] is on the meta device, which holds no values to "
+                    f"differentiate at; create it on cpu or cuda"
+                )
         diff = [self._inputs[i] for i in self._diff]
         self.input_names = [f"inputs[{i}]" for i in self._diff]
         self.native_dtypes = [str(x.dtype).replace("torch.", "") for x in diff]
@@ -73,7 +92,9 @@ class TorchTarget(Target):
         made = []
         for i, x in zip(self._diff, xs):
             dtype = torch.float64 if promote else self._inputs[i].dtype
-            t = torch.as_tensor(np.asarray(x, dtype=np.float64)).to(
+            # A copy: torch.as_tensor would share memory with the engine's base point,
+            # and a function that writes to its input would move that point.
+            t = torch.tensor(np.asarray(x, dtype=np.float64)).to(
                 device=self._inputs[i].device, dtype=dtype
             )
             if requires_grad:
@@ -222,3 +243,56 @@ class TorchTarget(Target):
     def _call_grad(self, xs, native):
         args, _ = self._args(xs, native)
         return self.hand_written_grad(*args)
+
+
+def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
+    """Give the modules `fn` reaches private copies of their buffers; return a restorer.
+
+    Running a module in training mode updates buffers (BatchNorm's running statistics)
+    on every forward; a check calls the forward many times. Swapping in copies for the
+    duration leaves the caller's buffer tensors untouched, their version counters too.
+    Modules are found where functions usually hold them: `fn` itself, a bound method's
+    object, closure cells, default arguments, `functools.partial` arguments and the
+    globals the function's code names.
+    """
+    swapped = []
+    for module in _reachable_modules(fn):
+        for sub in module.modules():
+            for name, buf in list(sub._buffers.items()):
+                if buf is not None:
+                    sub._buffers[name] = buf.detach().clone()
+                    swapped.append((sub, name, buf))
+
+    def restore() -> None:
+        for sub, name, buf in swapped:
+            sub._buffers[name] = buf
+
+    return restore
+
+
+def _reachable_modules(fn: Any) -> list[torch.nn.Module]:
+    import functools
+
+    found: dict[int, torch.nn.Module] = {}
+    candidates: list[Any] = [fn, getattr(fn, "__self__", None)]
+    if isinstance(fn, functools.partial):
+        candidates += [fn.func, *fn.args, *fn.keywords.values()]
+        fn = fn.func
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        candidates += [c.cell_contents for c in (fn.__closure__ or ()) if _has_contents(c)]
+        candidates += list(fn.__defaults__ or ())
+        globals_ = getattr(fn, "__globals__", {})
+        candidates += [globals_[n] for n in code.co_names if n in globals_]
+    for c in candidates:
+        if isinstance(c, torch.nn.Module):
+            found[id(c)] = c
+    return list(found.values())
+
+
+def _has_contents(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
