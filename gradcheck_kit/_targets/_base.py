@@ -168,7 +168,11 @@ class Target(ABC):
         np.random.seed(RNG_SEED % 2**32)
         torch = sys.modules.get("torch")
         if torch is not None:
-            torch.manual_seed(RNG_SEED)
+            # torch.manual_seed would also seed (and lazily set up) every accelerator's
+            # generator on each call; seed those only where they are in use.
+            torch.default_generator.manual_seed(RNG_SEED)
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.manual_seed_all(RNG_SEED)
 
 
 @contextlib.contextmanager
