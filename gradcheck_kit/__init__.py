@@ -19,6 +19,7 @@ __all__ = [
     "CheckInputError",
     "Comparison",
     "CrossCheckReport",
+    "CrossCheckRow",
     "Element",
     "GradientMismatch",
     "Report",
@@ -33,6 +34,7 @@ __all__ = [
 _LAZY = {
     "crosscheck": "._crosscheck",
     "CrossCheckReport": "._crosscheck",
+    "CrossCheckRow": "._crosscheck",
 }
 
 
