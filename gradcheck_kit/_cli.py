@@ -302,7 +302,9 @@ def write_junit(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any
             )
         if not r["passed"]:
             message = r.get("message") or "failed"
-            failure = ET.SubElement(case, "failure", message=message.splitlines()[0], type="GradientMismatch")
+            failure = ET.SubElement(
+                case, "failure", message=message.splitlines()[0], type=f"{r['kind']} disagreement"
+            )
             failure.text = message
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
 
@@ -343,14 +345,14 @@ def _source_of(obj: Any) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from . import gradcheck
     from ._verify import CheckRecord, write_json
     from .strategies import as_framework_array
 
     fn = _load_function(args.target)
     specs = [_input_spec(text) for text in args.inputs]
-    import numpy as np
-
     rng = np.random.default_rng(args.seed)
     inputs = [
         as_framework_array(rng.standard_normal(shape), dtype=dtype, device="cpu", framework=args.framework)

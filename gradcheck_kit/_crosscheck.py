@@ -944,14 +944,13 @@ def _select_implementations(model: Any, implementations: Sequence[str] | None) -
     selected = list(dict.fromkeys(implementations))
     if not selected:
         raise ValueError("implementations=[] selects nothing; pass None to check them all.")
-    import difflib
+    from reference_models._registry import close_matches_hint
 
     for name in selected:
         if name not in model.implementations:
-            close = difflib.get_close_matches(str(name), known, n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(
                 f"implementations contains {name!r}, which is not an implementation of "
-                f"{model.name!r}.{hint} Known: {', '.join(known)}."
+                f"{model.name!r}.{close_matches_hint(name, list(known))} Known: "
+                f"{', '.join(known)}."
             )
     return selected

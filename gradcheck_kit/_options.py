@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DEFAULT_DTYPES",
     "DTYPES",
     "OPTIONS",
+    "PLUGIN_DEST_PREFIX",
     "PROFILES",
     "Option",
     "Profile",
@@ -30,6 +32,7 @@ __all__ = [
     "check_dtypes",
     "device_available",
     "load_hypothesis_profile",
+    "profile_named",
     "to_pytest_args",
 ]
 

@@ -16,7 +16,6 @@ This module imports reference_models, hypothesis and the frameworks only inside 
 from __future__ import annotations
 
 import datetime
-import difflib
 import json
 import math
 import os
@@ -278,13 +277,11 @@ def draw_examples(
 def _select(kind: str, requested: Sequence[str] | None, known: Sequence[str]) -> list[str]:
     if requested is None:
         return list(known)
+    from reference_models._registry import unknown_name_message
+
     for name in requested:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise VerifyError(
-                f"{name!r} is not a registered {kind}.{hint} Known: {', '.join(known)}."
-            )
+            raise VerifyError(unknown_name_message(kind, name, list(known)))
     return list(dict.fromkeys(requested))
 
 

@@ -21,7 +21,7 @@ import importlib
 import json
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +34,9 @@ from ._options import (
     device_available,
     load_hypothesis_profile,
 )
+
+if TYPE_CHECKING:
+    from ._report import Report
 
 __all__ = ["GradcheckFixture"]
 
@@ -95,14 +98,14 @@ class GradcheckFixture:
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
 
-    def __call__(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Any:
+    def __call__(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Report:
         """`gradcheck_kit.gradcheck(fn, inputs, **kwargs)`, recorded."""
         __tracebackhide__ = True
         from . import gradcheck
 
         return self._checked(gradcheck, "gradcheck", fn, inputs, kwargs)
 
-    def gradgradcheck(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Any:
+    def gradgradcheck(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Report:
         """`gradcheck_kit.gradgradcheck(fn, inputs, **kwargs)`, recorded."""
         __tracebackhide__ = True
         from . import gradgradcheck
@@ -110,8 +113,8 @@ class GradcheckFixture:
         return self._checked(gradgradcheck, "gradgradcheck", fn, inputs, kwargs)
 
     def _checked(
-        self, check: Callable[..., Any], kind: str, fn: Any, inputs: Any, kwargs: dict[str, Any]
-    ) -> Any:
+        self, check: Callable[..., Report], kind: str, fn: Any, inputs: Any, kwargs: dict[str, Any]
+    ) -> Report:
         __tracebackhide__ = True
         from ._report import GradientMismatch
         from ._verify import CheckRecord

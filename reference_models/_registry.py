@@ -68,7 +68,7 @@ def get(name: str) -> ReferenceModel:
             module = importlib.import_module(_BUILTIN[name])
             _loaded[name] = module.MODEL
         return _loaded[name]
-    raise ValueError(_unknown("model", name, names()))
+    raise ValueError(unknown_name_message("model", name, names()))
 
 
 def register_model(model: ReferenceModel, *, replace: bool = False) -> None:
@@ -106,7 +106,7 @@ def unregister_model(name: str) -> None:
             f"{name!r} is one of the doc examples, which cannot be unregistered; remove its "
             f"implementations with unregister_implementation instead."
         )
-    raise ValueError(_unknown("model", name, [n for n in _user]))
+    raise ValueError(unknown_name_message("model", name, [n for n in _user]))
 
 
 def register_implementation(
@@ -173,13 +173,19 @@ def unregister_implementation(model_name: str, impl_name: str) -> None:
     model = get(model_name)
     if impl_name not in model.implementations:
         raise ValueError(
-            _unknown(f"implementation of {model_name!r}", impl_name, list(model.implementations))
+            unknown_name_message(f"implementation of {model_name!r}", impl_name, list(model.implementations))
         )
     del model.implementations[impl_name]
     model.training_loops.pop(impl_name, None)
 
 
-def _unknown(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(str(name), known, n=3)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    """'NAME is not a registered KIND. Did you mean ...? Known: ...'."""
+    hint = close_matches_hint(name, known)
     return f"{name!r} is not a registered {kind}.{hint} Known: {', '.join(known) or 'none'}."
+
+
+def close_matches_hint(name: str, known: list[str]) -> str:
+    """' Did you mean 'a' or 'b'?' for the known names closest to `name`, or ''."""
+    close = difflib.get_close_matches(str(name), known, n=3)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

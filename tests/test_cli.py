@@ -1,0 +1,298 @@
+"""`python -m gradcheck_kit`: list, check, and the errors every command shares."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import reference_models
+from gradcheck_kit.__main__ import main
+
+OPS = textwrap.dedent(
+    """
+    import torch
+
+
+    def smooth(x, y):
+        return (x.sin() * y.sum()).tanh()
+
+
+    class _WrongExp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = x.exp()
+            ctx.save_for_backward(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            (out,) = ctx.saved_tensors
+            return grad * out * 1.001  # 0.1% too large
+
+
+    def wrong_exp(x):
+        return _WrongExp.apply(x)
+
+
+    def jax_smooth(x):
+        import jax.numpy as jnp
+
+        return jnp.tanh(x) * jnp.sum(x**2)
+
+
+    NOT_A_FUNCTION = 3
+    """
+)
+
+
+@pytest.fixture
+def ops_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "user_ops.py").write_text(OPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_ops", raising=False)
+    return "user_ops"
+
+
+def test_list_prints_models_implementations_and_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in reference_models.names():
+        model = reference_models.get(name)
+        assert f"{name}: {model.description}" in out
+        assert f"  source: {model.source}" in out
+        for impl in model.implementations:
+            assert f"  implementation {impl}: " in out
+    assert "implementation numpy_manual: reference_models.two_layer_relu:numpy_manual" in out
+
+
+def test_check_passes_a_correct_function_and_writes_json(
+    ops_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "check.json"
+    status = main(["check", f"{ops_module}:smooth", "--input", "3,2", "--input", "2:float32",
+                   "--json", str(path)])
+    assert status == 0, capsys.readouterr()
+    assert "gradcheck PASSED" in capsys.readouterr().out
+    document = json.loads(path.read_text())
+    assert document["tool"]["command"] == "check"
+    (record,) = document["checks"]
+    assert record["passed"] and record["id"] == f"{ops_module}:smooth"
+    assert document["options"]["inputs"] == ["3,2", "2:float32"]
+
+
+def test_check_a_jax_function(ops_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", f"{ops_module}:jax_smooth", "--framework", "jax", "--input", "2,3"]) == 0
+    assert "gradcheck PASSED: jax function, float64" in capsys.readouterr().out
+
+
+def test_check_finds_a_small_error_and_exits_1(ops_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", f"{ops_module}:wrong_exp", "--input", "4"]) == 1
+    out = capsys.readouterr().out
+    assert "gradcheck FAILED" in out and "element input[" in out
+
+
+def test_check_accepts_a_file_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "ops_by_path.py"
+    file.write_text(OPS)
+    try:
+        assert main(["check", f"{file}:smooth", "--input", "2", "--input", "scalar"]) == 0
+    finally:
+        sys.modules.pop("ops_by_path", None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "user_ops", "--input", "3"], "is not MODULE:FUNCTION"),
+        (["check", "user_ops:missing", "--input", "3"], "has no attribute 'missing'"),
+        (["check", "user_ops:NOT_A_FUNCTION", "--input", "3"], "is a int, not a function"),
+        (["check", "user_ops:smooth", "--input", "3,a"], "'3,a' is not a shape"),
+        (["check", "user_ops:smooth", "--input", "3:int8"], "'int8', which is not a floating dtype"),
+        (["check", "user_ops:smooth", "--input", "3"], "missing 1 required positional argument"),
+        (["check", "no_such_module_here:f", "--input", "3"], "importing module 'no_such_module_here' failed"),
+    ],
+)
+def test_check_usage_errors_exit_2(
+    ops_module: str, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+
+
+def test_a_user_module_that_fails_to_import_shows_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken_registration.py").write_text("import reference_models\n1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["list", "--module", "broken_registration"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ZeroDivisionError" in err
+    assert "importing module 'broken_registration' failed" in err
+
+
+def test_usage_errors_from_argparse_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["verify", "--dtype", "int8"]) == 2
+    assert "int8" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_kit", "verify", "--model", "no_such_model"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2
+    assert "'no_such_model' is not a registered model" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# verify
+
+BROKEN_PORTS = textwrap.dedent(
+    """
+    import numpy as np
+    import reference_models
+
+
+    def raising_port(params, data, *, dtype="float64", device="cpu"):
+        raise RuntimeError("this port is not finished")
+
+
+    def wrong_sign_port(params, data, *, dtype="float64", device="cpu"):
+        a, b = float(params["a"]), float(params["b"])
+        e = (a + b) * (b + 1)
+        return e, {"a": np.asarray(-(b + 1), dtype=dtype), "b": np.asarray(a + 2 * b + 1, dtype=dtype)}
+
+
+    reference_models.register_implementation("graph_e", "raising_port", raising_port)
+    reference_models.register_implementation("graph_e", "wrong_sign_port", wrong_sign_port)
+    """
+)
+
+
+@pytest.fixture
+def verify_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo what `verify` sets up for its own process (thread pools, jax's cache)."""
+    import torch
+
+    from gradcheck_kit._cli import _verify_environment
+
+    for name, value in _verify_environment().items():
+        monkeypatch.setenv(name, value)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def broken_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "broken_ports.py").write_text(BROKEN_PORTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_ports", raising=False)
+    yield "broken_ports"
+    for name in ("raising_port", "wrong_sign_port"):
+        if name in reference_models.get("graph_e").implementations:
+            reference_models.unregister_implementation("graph_e", name)
+
+
+def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
+    verify_process: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    json_path, junit_path = tmp_path / "verify.json", tmp_path / "verify.xml"
+    status = main(["verify", "--model", "graph_e", "--model", "linear_w", "--profile", "quick",
+                   "--seed", "3", "--json", str(json_path), "--junit-xml", str(junit_path)])
+    out, err = capsys.readouterr()
+    assert status == 0, out
+    implementations = {m: list(reference_models.get(m).implementations) for m in ("graph_e", "linear_w")}
+    # Progress on stderr, one line per check; the table on stdout, one row per pair.
+    total = sum(len(v) for v in implementations.values()) * 3
+    assert f"verify: {total} checks" in err and f"[{total}/{total}]" in err
+    assert out.splitlines()[0].split() == [
+        "model", "implementation", "checks", "worst", "error", "tolerance", "margin", "verdict"
+    ]
+    for model, impls in implementations.items():
+        for impl in impls:
+            row = next(line.split() for line in out.splitlines() if line.split()[:2] == [model, impl])
+            assert row[2] == "3" and row[-1] == "ok" and float(row[3]) <= float(row[4])
+    document = json.loads(json_path.read_text())
+    assert document["schema"] == "gradcheck_kit.results" and document["schema_version"] == 1
+    assert document["seed"] == 3 and document["tool"]["command"] == "verify"
+    assert document["libraries"]["torch"] and document["libraries"]["jax"]
+    assert document["machine"]["cpu_count"] >= 1
+    assert document["summary"] == {**document["summary"], "checks": total, "failed": 0}
+    check = document["checks"][0]
+    assert check["kind"] == "crosscheck" and check["passed"]
+    assert 0 <= check["margin"] <= 1 and check["details"]["rows"]
+    drawn = [c for c in document["checks"] if c["example"]["label"] == "drawn1"]
+    assert drawn and all(set(c["example"]["sizes"]) == set(reference_models.get(c["model"]).default_sizes) for c in drawn)
+    suites = ET.parse(junit_path).getroot()
+    assert suites.tag == "testsuites"
+    (suite,) = suites
+    cases = suite.findall("testcase")
+    assert suite.get("tests") == str(total) == str(len(cases)) and suite.get("failures") == "0"
+    assert {c.get("classname") for c in cases} == {
+        f"gradcheck_kit.verify.{m}.{i}" for m, impls in implementations.items() for i in impls
+    }
+
+
+def test_a_broken_implementation_fails_alone_and_the_run_goes_on(
+    verify_process: None, broken_ports: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_path = tmp_path / "verify.json"
+    status = main(["verify", "--module", broken_ports, "--model", "graph_e", "--profile", "quick",
+                   "--json", str(json_path)])
+    out = capsys.readouterr().out
+    assert status == 1
+    verdicts = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("graph_e ")}
+    assert verdicts.pop("raising_port") == "(3)" and verdicts.pop("wrong_sign_port") == "(3)"
+    assert verdicts and set(verdicts.values()) == {"ok"}
+    assert "raising_port raised RuntimeError: this port is not finished" in out
+    document = json.loads(json_path.read_text())
+    failed = {c["implementation"] for c in document["checks"] if not c["passed"]}
+    assert failed == {"raising_port", "wrong_sign_port"}
+    wrong = next(c for c in document["checks"] if c["implementation"] == "wrong_sign_port")
+    # Named down to the parameter: the gradient of `a` has the wrong sign.
+    assert any(r["quantity"] == "a" and not r["passed"] for r in wrong["details"]["rows"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "cubic_fti"], "'cubic_fti' is not a registered model. Did you mean 'cubic_fit'?"),
+        (["--implementation", "torch_autgrad"], "Did you mean 'torch_autograd'"),
+        (["--dtype", "bfloat16"], "dtype 'bfloat16' cannot be verified"),
+        (["--device", "cuda:3"], "device 'cuda:3' is not available on this machine"),
+        (["--module", "no_such_module_here"], "importing module 'no_such_module_here' failed"),
+    ],
+)
+def test_verify_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_verify_jobs_runs_the_same_checks_through_pytest_xdist(
+    broken_ports: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_path = tmp_path / "verify.json"
+    argv = ["verify", "--module", broken_ports, "--model", "graph_e", "--profile", "quick",
+            "--examples", "0", "--dtype", "float64", "--json", str(json_path)]
+    status = main([*argv, "--jobs", "2"])
+    out, err = capsys.readouterr()
+    assert status == 1, out + err
+    assert "running pytest on 2 workers" in err and "bringing up nodes" in err
+    records = json.loads(json_path.read_text())["checks"]
+    from gradcheck_kit._verify import plan
+
+    expected = plan(models=["graph_e"], profile="quick", examples=0, dtypes=["float64"])
+    assert sorted(r["id"] for r in records) == sorted(c.id for c in expected)
+    assert {r["implementation"] for r in records if not r["passed"]} == {"raising_port", "wrong_sign_port"}
