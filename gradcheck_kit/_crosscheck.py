@@ -674,10 +674,15 @@ def _worst(rows: Sequence[CrossCheckRow]) -> CrossCheckRow:
 
 
 def _invalid(name: str, message: str) -> CrossCheckRow:
+    return _failed(name, "valid", "the implementation contract", f"{name} {message}")
+
+
+def _failed(name: str, check: str, against: str, detail: str) -> CrossCheckRow:
+    """A failed row with nothing to compare: the check could not produce a value."""
     return CrossCheckRow(
         implementation=name,
-        check="valid",
-        against="the implementation contract",
+        check=check,
+        against=against,
         quantity=None,
         index=None,
         actual=None,
@@ -686,7 +691,7 @@ def _invalid(name: str, message: str) -> CrossCheckRow:
         tolerance=0.0,
         margin=math.inf,
         passed=False,
-        detail=f"{name} {message}",
+        detail=detail,
     )
 
 
@@ -742,23 +747,7 @@ def _finite_difference_row(
         return tuple(grads[k] for k in keys)
 
     def failed(detail: str) -> tuple[CrossCheckRow, None]:
-        return (
-            CrossCheckRow(
-                implementation=name,
-                check="finite_differences",
-                against="finite differences",
-                quantity=None,
-                index=None,
-                actual=None,
-                expected=None,
-                error=math.inf,
-                tolerance=0.0,
-                margin=math.inf,
-                passed=False,
-                detail=detail,
-            ),
-            None,
-        )
+        return _failed(name, "finite_differences", "finite differences", detail), None
 
     if not keys:
         return failed("the example has no parameters to differentiate")
@@ -840,22 +829,7 @@ def _trajectories(
         report.timings[name]["trajectory_s"] = time.perf_counter() - t0
         if isinstance(checked, str):
             detail = f"{name}'s training loop " + checked.replace("gradient", "parameter")
-            report.rows.append(
-                CrossCheckRow(
-                    implementation=name,
-                    check="trajectory",
-                    against=f"{steps} steps",
-                    quantity=None,
-                    index=None,
-                    actual=None,
-                    expected=None,
-                    error=math.inf,
-                    tolerance=0.0,
-                    margin=math.inf,
-                    passed=False,
-                    detail=detail,
-                )
-            )
+            report.rows.append(_failed(name, "trajectory", f"{steps} steps", detail))
         else:
             finals[name] = checked[1]
     if not finals:

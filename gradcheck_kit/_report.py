@@ -61,8 +61,10 @@ class Comparison:
     @property
     def margin(self) -> float:
         """`error / tolerance`: below 1 passes; the closer to 1, the tighter."""
-        if math.isnan(self.error):
+        if math.isnan(self.error) or math.isinf(self.error):
             return math.inf
+        if math.isinf(self.tolerance):
+            return math.inf  # no estimate to compare with: inconclusive, reported as failing
         if self.tolerance > 0:
             return self.error / self.tolerance
         return 0.0 if self.error == 0 else math.inf

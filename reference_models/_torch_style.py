@@ -49,6 +49,23 @@ def grad_or_zeros(p: Any) -> np.ndarray:
     )
 
 
+def lazy_classes(
+    module: str, builders: Mapping[str, Callable[[], type]]
+) -> Callable[[str], Any]:
+    """A module `__getattr__` that builds the torch classes in `builders` on first access.
+
+    `nn.Module` subclasses need torch at class creation; building them on access keeps
+    importing the module free of torch.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in builders:
+            return builders[name]()
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def _batches(
     training: Training, data: Mapping[str, np.ndarray], *, dtype: str, device: str
 ) -> Callable[[int], dict[str, Any]]:

@@ -114,3 +114,29 @@ def sgd_steps(
                 g = buffers[name]
             p[name] = (p[name] - training.lr * g).astype(np_dtype, copy=False)
     return p
+
+
+def loss_trace(
+    model: ReferenceModel,
+    implementation: str,
+    *,
+    chunks: int,
+    steps: int,
+    dtype: str,
+    device: str,
+) -> tuple[list[float], Arrays]:
+    """The loss on `model`'s seed-0 example before training and after each of `chunks` runs.
+
+    Each run is `steps` steps of `train`, continuing from the previous one.
+
+    **Returns:** `(losses, params)`: `chunks + 1` losses and the final parameters.
+    """
+    params, data = model.example(seed=0, dtype=dtype)
+    impl = model.implementations[implementation]
+    losses = [impl(params, data, dtype=dtype, device=device)[0]]
+    for _ in range(chunks):
+        params = train(
+            model, implementation, params, data, steps=steps, dtype=dtype, device=device
+        )
+        losses.append(impl(params, data, dtype=dtype, device=device)[0])
+    return losses, params

@@ -32,7 +32,14 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, grad_or_zeros, to_numpy, torch_tensors
+from ._torch_style import (
+    AutogradStyle,
+    ModuleStyle,
+    grad_or_zeros,
+    lazy_classes,
+    to_numpy,
+    torch_tensors,
+)
 from ._training import train
 
 __all__ = [
@@ -178,12 +185,7 @@ def _polynomial3() -> type:
     return Polynomial3
 
 
-def __getattr__(name: str) -> Any:
-    # torch classes are created on first access so that importing this module stays
-    # free of torch.
-    if name == "Polynomial3":
-        return _polynomial3()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"Polynomial3": _polynomial3})
 
 
 def _custom_module_loss(module: Any, d: dict[str, Any]) -> Any:

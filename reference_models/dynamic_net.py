@@ -31,8 +31,8 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, to_numpy, torch_tensors
-from ._training import train
+from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._training import loss_trace
 
 __all__ = [
     "DynamicNet",
@@ -177,12 +177,7 @@ def _dynamic_net() -> type:
     return DynamicNet
 
 
-def __getattr__(name: str) -> Any:
-    # torch classes are created on first access so that importing this module stays
-    # free of torch.
-    if name == "DynamicNet":
-        return _dynamic_net()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"DynamicNet": _dynamic_net})
 
 
 def _module_loss(module: Any, d: dict[str, Any]) -> Any:
@@ -223,13 +218,9 @@ def _loss_falls(
     # take it down by three orders of magnitude, at a thirtieth of the cost. One continuous
     # run (checkpoints would restart the momentum and the schedule); losses are evaluated
     # with all five terms (top_order = 6).
-    params, data = model.example(seed=0, dtype=dtype)
-    impl = model.implementations[implementation]
-    initial = impl(params, data, dtype=dtype, device=device)[0]
-    params = train(
-        model, implementation, params, data, steps=_FALLS_STEPS, dtype=dtype, device=device
+    (initial, final), _ = loss_trace(
+        model, implementation, chunks=1, steps=_FALLS_STEPS, dtype=dtype, device=device
     )
-    final = impl(params, data, dtype=dtype, device=device)[0]
     return FidelityResult(
         model=model.name,
         check="loss_falls",

@@ -30,8 +30,8 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, to_numpy, torch_tensors
-from ._training import train
+from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -141,16 +141,6 @@ def _legendre_function() -> type:
     return LegendrePolynomial3
 
 
-def __getattr__(name: str) -> Any:
-    # torch classes are created on first access so that importing this module stays
-    # free of torch.
-    if name == "LegendrePolynomial3":
-        return _legendre_function()
-    if name == "LegendreModel":
-        return _legendre_module()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def torch_function_loss(p: dict[str, Any], d: dict[str, Any]) -> Any:
     """The tutorial's loop body: `a + b * P3(c + d * x)` with `P3 = LegendrePolynomial3.apply`."""
     P3 = _legendre_function().apply
@@ -191,6 +181,11 @@ def _legendre_module() -> type:
     # Named as the module attribute it is served as, so that it pickles.
     LegendreModel.__qualname__ = "LegendreModel"
     return LegendreModel
+
+
+__getattr__ = lazy_classes(
+    __name__, {"LegendrePolynomial3": _legendre_function, "LegendreModel": _legendre_module}
+)
 
 
 def _module_loss(module: Any, d: dict[str, Any]) -> Any:
@@ -249,20 +244,9 @@ jax_custom_vjp = JaxStyle(jax_custom_vjp_loss)
 def _loss_falls(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    params, data = model.example(seed=0, dtype=dtype)
-    impl = model.implementations[implementation]
-    losses = [impl(params, data, dtype=dtype, device=device)[0]]
-    for _ in range(4):
-        params = train(
-            model,
-            implementation,
-            params,
-            data,
-            steps=TRAINING.steps // 4,
-            dtype=dtype,
-            device=device,
-        )
-        losses.append(impl(params, data, dtype=dtype, device=device)[0])
+    losses, params = loss_trace(
+        model, implementation, chunks=4, steps=TRAINING.steps // 4, dtype=dtype, device=device
+    )
     falls = all(b < a for a, b in zip(losses, losses[1:]))
     return FidelityResult(
         model=model.name,

@@ -24,7 +24,7 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, to_numpy, torch_tensors
+from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
 from ._training import train
 
 __all__ = [
@@ -122,12 +122,7 @@ def _linear_model() -> type:
     return LinearModel
 
 
-def __getattr__(name: str) -> Any:
-    # torch classes are created on first access so that importing this module stays
-    # free of torch.
-    if name == "LinearModel":
-        return _linear_model()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"LinearModel": _linear_model})
 
 
 def _module_loss(module: Any, d: dict[str, Any]) -> Any:

@@ -29,8 +29,8 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, to_numpy, torch_tensors
-from ._training import train
+from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -169,12 +169,7 @@ def _model_class() -> type:
     return Model
 
 
-def __getattr__(name: str) -> Any:
-    # torch classes are created on first access so that importing this module stays
-    # free of torch.
-    if name == "Model":
-        return _model_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"Model": _model_class})
 
 
 def _make_module(shapes: Mapping[str, tuple[int, ...]]) -> Any:
@@ -219,20 +214,9 @@ jax = JaxStyle(jax_loss)
 def _loss_falls(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    params, data = model.example(seed=0, dtype=dtype)
-    impl = model.implementations[implementation]
-    losses = [impl(params, data, dtype=dtype, device=device)[0]]
-    for _ in range(4):
-        params = train(
-            model,
-            implementation,
-            params,
-            data,
-            steps=TRAINING.steps // 4,
-            dtype=dtype,
-            device=device,
-        )
-        losses.append(impl(params, data, dtype=dtype, device=device)[0])
+    losses, _ = loss_trace(
+        model, implementation, chunks=4, steps=TRAINING.steps // 4, dtype=dtype, device=device
+    )
     falls = all(b < a for a, b in zip(losses, losses[1:]))
     return FidelityResult(
         model=model.name,

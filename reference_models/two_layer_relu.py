@@ -25,8 +25,8 @@ import numpy as np
 from ._arrays import numpy_arrays
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, to_numpy, torch_tensors
-from ._training import train
+from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -139,12 +139,7 @@ def _two_layer_net() -> type:
     return TwoLayerNet
 
 
-def __getattr__(name: str) -> Any:
-    # nn.Module subclasses need torch at class creation; build them on first access so
-    # that importing this module stays free of torch.
-    if name == "TwoLayerNet":
-        return _two_layer_net()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_classes(__name__, {"TwoLayerNet": _two_layer_net})
 
 
 def _make_module(shapes: Mapping[str, tuple[int, ...]]) -> Any:
@@ -183,20 +178,9 @@ def _loss_falls(
 ) -> FidelityResult:
     # The doc prints the loss at each of its 500 steps and it shrinks; checkpoints every
     # 100 steps show the same steady fall with 6 loss evaluations instead of 500.
-    params, data = model.example(seed=0, dtype=dtype)
-    impl = model.implementations[implementation]
-    losses = [impl(params, data, dtype=dtype, device=device)[0]]
-    for _ in range(5):
-        params = train(
-            model,
-            implementation,
-            params,
-            data,
-            steps=TRAINING.steps // 5,
-            dtype=dtype,
-            device=device,
-        )
-        losses.append(impl(params, data, dtype=dtype, device=device)[0])
+    losses, _ = loss_trace(
+        model, implementation, chunks=5, steps=TRAINING.steps // 5, dtype=dtype, device=device
+    )
     falls = all(b < a for a, b in zip(losses, losses[1:]))
     ratio = losses[-1] / losses[0]
     return FidelityResult(
