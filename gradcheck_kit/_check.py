@@ -62,7 +62,9 @@ def gradcheck(
     - `raise_exception`: raise `GradientMismatch` on failure (default) or return the report.
     - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
       for compatibility; `eps` sets the initial finite-difference step (absolute, in input
-      units) and `nondet_tol` the allowed difference between two identical backward passes.
+      units), `nondet_tol` the allowed difference between two identical backward passes,
+      and `check_forward_ad=True` fails a check whose forward-mode rule alone is wrong
+      (otherwise that is a note: the backward is what is checked).
 
     **Returns:** a `Report`, truthy if and only if every comparison passed.
 
@@ -194,7 +196,8 @@ def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
         raise ValueError(f"eps={eps!r} is invalid: a finite-difference step must be positive")
     nondet_tol = float(kw.get("nondet_tol", 0.0) or 0.0)
     return Settings(
-        mode=mode, seed=seed, atol=atol, rtol=rtol, step=eps, nondet_tol=nondet_tol
+        mode=mode, seed=seed, atol=atol, rtol=rtol, step=eps, nondet_tol=nondet_tol,
+        check_forward_ad=bool(kw.get("check_forward_ad", False)),
     )
 
 

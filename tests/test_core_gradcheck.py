@@ -297,3 +297,48 @@ def test_two_layer_network_tenth_of_a_percent_weight_error():
         assert not report
         assert report.failures[0].input == "inputs[2]"
         assert report.failures[0].worst[0].input_index == (3, 7)
+
+
+class _SinWithJvp(torch.autograd.Function):
+    """sin with a correct backward and a jvp scaled by `JVP_FACTOR`."""
+
+    JVP_FACTOR = 1.0
+
+    @staticmethod
+    def forward(x):
+        return x.sin()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x.cos()
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return t * x.cos() * _SinWithJvp.JVP_FACTOR
+
+
+def test_a_wrong_forward_mode_rule_is_a_note_unless_forward_ad_is_checked(monkeypatch):
+    x = rand(5)
+    report = gk.gradcheck(_SinWithJvp.apply, x)
+    assert any("dot-product" in c.check for c in report.comparisons)  # the jvp ran
+    monkeypatch.setattr(_SinWithJvp, "JVP_FACTOR", 1.5)
+    report = gk.gradcheck(_SinWithJvp.apply, x)
+    assert report.passed
+    assert any("forward-mode (jvp) rule looks wrong" in n for n in report.notes)
+    strict = gk.gradcheck(_SinWithJvp.apply, x, check_forward_ad=True, raise_exception=False)
+    assert not strict and "dot-product" in strict.failures[0].check
+
+
+def test_outputs_marked_non_differentiable_are_not_checked():
+    x = rand(4, 3)
+    report = gk.gradcheck(lambda x: torch.native_layer_norm(x, (3,), None, None, 1e-5), x)
+    assert report.passed
+    assert {c.output for c in report.comparisons} == {"outputs[0]"}
+    assert not gk.gradcheck(lambda x: x.detach() * 2, x, raise_exception=False)

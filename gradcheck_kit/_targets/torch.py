@@ -72,9 +72,10 @@ class TorchTarget(Target):
         self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
         self.device = str(diff[0].device)
         self._grad_in_forward = grad_in_forward
+        self._no_grad_known = False
         self._native_ok = True
 
-        outs = self._raw_outputs(self.base, native=True, first_call=True)
+        outs = self._raw_outputs(self.base, native=True, track=True)
         self._check_outputs(outs)
         self._n_outputs = len(outs)
         self.output_names = (
@@ -111,24 +112,27 @@ class TorchTarget(Target):
             args[i] = y
         return args, made
 
-    def _raw_outputs(self, xs, native: bool, first_call: bool = False):
-        args, _ = self._args(xs, native)
-        if first_call:
-            try:
-                with torch.no_grad():
-                    out = self._fn(*args)
-            except Exception:
-                # Some functions differentiate internally; run them with grad enabled.
-                self._grad_in_forward = True
-                args, _ = self._args(xs, native)
-                out = self._fn(*args)
-        elif self._grad_in_forward:
+    def _raw_outputs(self, xs, native: bool, track: bool = False):
+        """The function's outputs at `xs`; with `track`, the inputs require grad."""
+        args, _ = self._args(xs, native, requires_grad=track)
+        if track or self._grad_in_forward:
             with torch.enable_grad():
-                out = self._fn(*args)
-        else:
+                return self._flatten(self._fn(*args))
+        if self._no_grad_known:
             with torch.no_grad():
-                out = self._fn(*args)
-        return self._flatten(out)
+                return self._flatten(self._fn(*args))
+        try:
+            with torch.no_grad():
+                outs = self._flatten(self._fn(*args))
+        except Exception:
+            # Some functions differentiate internally; run them with grad enabled. Only the
+            # first call tells, so that a later failure is the function's own.
+            self._grad_in_forward = True
+            args, _ = self._args(xs, native)
+            with torch.enable_grad():
+                return self._flatten(self._fn(*args))
+        self._no_grad_known = True
+        return outs
 
     def _flatten(self, out: Any) -> list[Any]:
         self._single_output = isinstance(out, torch.Tensor)
@@ -148,6 +152,17 @@ class TorchTarget(Target):
 
     def _check_outputs(self, outs: list[Any]) -> None:
         self._out_index = [k for k, o in enumerate(outs) if o.is_floating_point()]
+        # Outputs that do not require grad while others do are non-differentiable by
+        # design (batch norm's saved statistics, ctx.mark_non_differentiable), and torch
+        # defines no gradient for them; only when no output requires grad are they all
+        # checked, so that a function detached by mistake is still caught.
+        constant = [k for k in self._out_index if not outs[k].requires_grad]
+        if constant and len(constant) < len(self._out_index):
+            self.notes.append(
+                f"outputs {constant} do not require grad (non-differentiable by design) and "
+                f"are not checked"
+            )
+            self._out_index = [k for k in self._out_index if k not in constant]
         skipped = [k for k, o in enumerate(outs) if not o.is_floating_point()]
         if skipped:
             self.notes.append(
