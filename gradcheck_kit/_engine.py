@@ -465,6 +465,7 @@ class Engine:
 
     def _localise(self, i: int, j: int, comparison: Comparison, force: bool = False) -> None:
         x = self.t.base[i]
+        evals_before = self.t.function_evals
         if x.size <= _FULL_JACOBIAN_LIMIT or force:
             elements = self._full_columns(i, j)
             if force and not elements:
@@ -480,18 +481,13 @@ class Engine:
             comparison.worst = (outside or elements)[:_WORST_SHOWN]
         else:
             comparison.worst = self._bisect(i, j)
-        comparison.function_evals += self._localise_evals
-        comparison.notes.append(
-            f"localised with {self._localise_evals} more function evaluations"
-        )
-        self._localise_evals = 0
-
-    _localise_evals = 0
+        spent = self.t.function_evals - evals_before
+        comparison.function_evals += spent
+        comparison.notes.append(f"localised with {spent} more function evaluations")
 
     def _element_derivative(self, i: int, direction: np.ndarray) -> tuple[Derivative, list[tuple[int, int]]]:
         probe = self.probes[i]
         d = self._derivative(i, direction, self.flat0, probe.parts, self.grads)
-        self._localise_evals += d.evals
         return d, probe.parts
 
     def _rows(self, j: int) -> np.ndarray | None:
