@@ -90,11 +90,12 @@ class Engine:
         self.y0 = y0
 
         self.u = [self._signed(shape) for shape in t.output_shapes]
-        # The natural size of a probe <u_j, J_j v_i> for a function of unit scale: rounding
-        # inside the derivative scales with the intermediate terms, which can be as large
-        # as this even where the derivative itself cancels to almost nothing (a saturated
-        # tanh or softmax).
-        self.out_scale = [float(np.sum(np.abs(u) * np.abs(y))) for u, y in zip(self.u, y0)]
+        # The natural size of a probe <u_j, J_j v_i>: rounding inside the derivative scales
+        # with the intermediate terms, which can be this large even where the derivative
+        # itself cancels to almost nothing (a saturated tanh or softmax). The 1 stands for
+        # intermediates of unit size where f(x) itself cancels to zero (var(exp(x)) at 0):
+        # it hides nothing above ulps of the dtype.
+        self.out_scale = [float(np.sum(np.abs(u) * (np.abs(y) + 1.0))) for u, y in zip(self.u, y0)]
         self.v = [self._signed(x.shape) * _scale(x) for x in t.base]
         cotangent_sets = [
             [u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))
@@ -344,7 +345,7 @@ class Engine:
         return tol, (
             f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
             f"estimate + rounding bound) + {w.rounding_factor:g} ulps of {w.name} x sqrt(size) "
-            f"x (|terms| + |u| |f(x)|)"
+            f"x (|terms| + |u| (|f(x)| + 1))"
         )
 
     # -- other oracles ----------------------------------------------------------------------
@@ -382,7 +383,7 @@ class Engine:
                         tolerance=tol,
                         tolerance_source=(
                             f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
-                            f"|u| |f(x)|) (both sides exact up to rounding)"
+                            f"|u| (|f(x)| + 1)) (both sides exact up to rounding)"
                         ),
                         passed=_within(error, tol),
                         analytic=reverse,
@@ -448,7 +449,7 @@ class Engine:
                         tolerance_source=(
                             f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
                             f"error in ulps = {amplification:.3g}) x (|float64 gradient| + "
-                            f"|u| |f(x)| / |x|)"
+                            f"|u| (|f(x)| + 1) / |x|)"
                         ),
                         passed=_within(error, tol),
                         worst=worst,
