@@ -84,10 +84,23 @@ class Engine:
                 f"inputs are {t.native_dtype}: derivatives were compared in float64 (the function "
                 f"is dtype-generic), and the {t.native_dtype} backward against the float64 one"
             )
-        self._check_inputs_finite()
+        self.frozen = self._check_inputs_finite()
+        # Infinite elements (masked positions such as -inf attention scores) are held fixed:
+        # there is no derivative at infinity, and perturbing them would change nothing.
+        self.finite_base = [np.where(f, 0.0, x) for f, x in zip(self.frozen, t.base)]
         y0 = self._base_outputs()
-        self._check_outputs_finite(y0)
+        try:
+            self._check_outputs_finite(y0)
+        except CheckInputError:
+            self._reject_infinite_inputs()
+            raise
         self.y0 = y0
+        for name, f in zip(t.input_names, self.frozen):
+            if f.any():
+                self.notes.append(
+                    f"{name} has {int(f.sum())} infinite element(s): held fixed, their "
+                    f"gradients are not compared"
+                )
 
         self.u = [self._signed(shape) for shape in t.output_shapes]
         # The natural size of a probe <u_j, J_j v_i>: rounding inside the derivative scales
@@ -96,12 +109,15 @@ class Engine:
         # intermediates of unit size where f(x) itself cancels to zero (var(exp(x)) at 0):
         # it hides nothing above ulps of the dtype.
         self.out_scale = [float(np.sum(np.abs(u) * (np.abs(y) + 1.0))) for u, y in zip(self.u, y0)]
-        self.v = [self._signed(x.shape) * _scale(x) for x in t.base]
+        self.v = [
+            np.where(f, 0.0, self._signed(x.shape) * _scale(x)) for f, x in zip(self.frozen, t.base)
+        ]
         cotangent_sets = [
             [u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))
         ]
         # The last set repeats the first: two identical backward passes must agree.
         grads = t.vjps(cotangent_sets + cotangent_sets[:1])
+        grads = [self._without_frozen(g) for g in grads]
         self.grads = grads[:-1]
         self._check_determinism(grads[0], grads[-1])
 
@@ -147,15 +163,30 @@ class Engine:
         )
 
     # -- set-up checks ----------------------------------------------------------------------
-    def _check_inputs_finite(self) -> None:
+    def _check_inputs_finite(self) -> list[np.ndarray]:
+        """NaN inputs are an error; the masks of the infinite elements, held fixed."""
         for name, x in zip(self.t.input_names, self.t.base):
-            bad = ~np.isfinite(x)
-            if bad.any():
-                idx = tuple(int(k) for k in np.argwhere(bad)[0])
-                raise CheckInputError(
-                    f"{name} holds a non-finite value ({x[idx]}) at index {list(idx)}; "
-                    f"derivatives are only checked at finite inputs. Replace NaN/Inf first"
-                )
+            if np.isnan(x).any():
+                self._non_finite_input_error(name, x, np.isnan(x))
+        return [np.isinf(x) for x in self.t.base]
+
+    def _reject_infinite_inputs(self) -> None:
+        """Where the outputs are not finite, blame the infinite inputs if there are any."""
+        for name, x, f in zip(self.t.input_names, self.t.base, self.frozen):
+            if f.any():
+                self._non_finite_input_error(name, x, f)
+
+    @staticmethod
+    def _non_finite_input_error(name: str, x: np.ndarray, bad: np.ndarray) -> None:
+        idx = tuple(int(k) for k in np.argwhere(bad)[0])
+        raise CheckInputError(
+            f"{name} holds a non-finite value ({x[idx]}) at index {list(idx)}; derivatives "
+            f"are only checked at finite inputs (infinite elements are held fixed only where "
+            f"the outputs stay finite). Replace NaN/Inf first"
+        )
+
+    def _without_frozen(self, grads: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.where(f, 0.0, g) if f.any() else g for f, g in zip(self.frozen, grads)]
 
     def _check_outputs_finite(self, outputs: Sequence[np.ndarray]) -> None:
         for name, y in zip(self.t.output_names, outputs):
@@ -283,7 +314,7 @@ class Engine:
             hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
             lo_hi = (lo, hi)
             fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
-        fd_error += self._input_rounding(g.ravel(), t.base[i].ravel(), d.step)
+        fd_error += self._input_rounding(g.ravel(), self.finite_base[i].ravel(), d.step)
         tol, source = self._tolerance(
             fd_error, magnitude + self.out_scale[j], numeric, size=g.size + u.size
         )
@@ -418,7 +449,7 @@ class Engine:
         t = self.t
         nat = self.native
         cotangent_sets = [[u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))]
-        native_grads = t.vjps(cotangent_sets, native=True)
+        native_grads = [self._without_frozen(g) for g in t.vjps(cotangent_sets, native=True)]
         for j, (yn, yw) in enumerate(zip(t.native_outputs, self.y0)):
             # How much the forward itself loses in the native dtype, in its ulps: a backward
             # through the same operations loses about as much.
@@ -519,7 +550,7 @@ class Engine:
             idx = tuple(int(q) for q in np.unravel_index(flat, x.shape))
             column = d.value[a:b] / scale
             column_err = d.error[a:b] / scale
-            xk = abs(float(x.ravel()[flat]))
+            xk = abs(float(self.finite_base[i].ravel()[flat]))
             if rows is not None:
                 for m in range(b - a):
                     analytic = float(rows[m][i].ravel()[flat])
@@ -572,7 +603,7 @@ class Engine:
                 analytic = float(np.dot(g[half], v[half]))
                 numeric = float(np.dot(u, d.value[a:b]))
                 err = float(np.dot(np.abs(u), d.error[a:b]))
-                err += self._input_rounding(g[half], x.ravel()[half], d.step)
+                err += self._input_rounding(g[half], self.finite_base[i].ravel()[half], d.step)
                 magnitude = float(np.dot(np.abs(g[half]), np.abs(v[half])))
                 magnitude += self.out_scale[j] * half.size / x.size
                 tol, _ = self._tolerance(err, magnitude, numeric, size=half.size + u.size)
@@ -601,7 +632,8 @@ def _within(error: float, tolerance: float) -> bool:
 
 
 def _scale(x: np.ndarray) -> float:
-    """The size of a typical element of x, so that steps are relative to the input."""
+    """The size of a typical finite element of x, so that steps are relative to the input."""
+    x = x[np.isfinite(x)]
     rms = float(np.sqrt(np.mean(x * x))) if x.size else 0.0
     return rms if rms > 0 else 1.0
 

@@ -351,3 +351,26 @@ def test_zero_function_and_gradient_with_unit_intermediates_is_not_a_false_alarm
     x = torch.zeros(2, dtype=dtype, requires_grad=True)
     for seed in range(5):
         assert gk.gradcheck(lambda a: a.exp().var(), x, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_masked_minus_infinity_inputs_are_held_fixed(dtype):
+    x = rand(2, 5, dtype=dtype, requires_grad=False)
+    x[0, 2] = x[1, 0] = -float("inf")  # masked attention scores
+    x.requires_grad_(True)
+    report = gk.gradcheck(lambda a: torch.softmax(a, -1), x)
+    assert any("2 infinite element(s): held fixed" in n for n in report.notes)
+
+    class MissingTerm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            y = torch.softmax(a, -1)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return y * g  # the - y * sum(y * g) term is missing
+
+    assert not gk.gradcheck(MissingTerm.apply, x, raise_exception=False)
