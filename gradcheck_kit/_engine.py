@@ -52,15 +52,6 @@ class Settings:
     check_forward_ad: bool = False
 
 
-@dataclass
-class _Probe:
-    """One input's directional derivative, shared by every output."""
-
-    direction: np.ndarray
-    derivative: Derivative
-    parts: list[tuple[int, int]]  # (start, stop) of each output in the flat vector
-
-
 class Engine:
     """Runs one check of `target` and builds its `Report`."""
 
@@ -112,9 +103,7 @@ class Engine:
         self.v = [
             np.where(f, 0.0, self._signed(x.shape) * _scale(x)) for f, x in zip(self.frozen, t.base)
         ]
-        cotangent_sets = [
-            [u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))
-        ]
+        cotangent_sets = [self._on_output(j, u) for j, u in enumerate(self.u)]
         # The last set repeats the first: two identical backward passes must agree.
         grads = t.vjps(cotangent_sets + cotangent_sets[:1])
         grads = [self._without_frozen(g) for g in grads]
@@ -126,7 +115,12 @@ class Engine:
         for i, x in enumerate(t.base):
             if x.size == 0:
                 self.notes.append(f"{t.input_names[i]} is empty: it has no derivative to compare")
-        self.probes = {i: self._probe(i, y0) for i in self.checked}
+        # Finite differences see the outputs as one flat vector; parts[j] is output j's slice.
+        self.flat0 = np.concatenate([y.ravel() for y in y0]) if y0 else np.zeros(0)
+        bounds = np.cumsum([0] + [y.size for y in y0])
+        self.parts = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        # One directional derivative per input, shared by every output.
+        self.probes = {i: self._derivative(i, self.v[i]) for i in self.checked}
         fd_failed = []
         for i in self.checked:
             for j in range(len(self.u)):
@@ -253,20 +247,10 @@ class Engine:
             )
 
     # -- finite differences -----------------------------------------------------------------
-    def _probe(self, i: int, y0: Sequence[np.ndarray]) -> _Probe:
+    def _derivative(self, i: int, direction: np.ndarray) -> Derivative:
+        """Finite differences of every output along `direction` in input i."""
         t = self.t
-        direction = self.v[i]
-        parts, start = [], 0
-        for y in y0:
-            parts.append((start, start + y.size))
-            start += y.size
-        self.flat0 = np.concatenate([y.ravel() for y in y0]) if y0 else np.zeros(0)
-        derivative = self._derivative(i, direction, self.flat0, parts, self.grads)
-        return _Probe(direction, derivative, parts)
-
-    def _derivative(self, i, direction, flat0, parts, grads) -> Derivative:
-        t = self.t
-        scales = [float(np.sum(np.abs(g[i]) * np.abs(direction))) for g in grads]
+        scales = [float(np.sum(np.abs(g[i]) * np.abs(direction))) for g in self.grads]
         tau = np.sqrt(self.work.eps)
 
         def g(step: float) -> np.ndarray:
@@ -277,7 +261,7 @@ class Engine:
         def accurate(value: np.ndarray, error: np.ndarray) -> bool:
             # Accurate enough when every projected value is known to sqrt(eps) of the
             # magnitudes that form it: far below any error worth reporting.
-            for (a, b), u, s in zip(parts, self.u, scales):
+            for (a, b), u, s in zip(self.parts, self.u, scales):
                 if np.sum(np.abs(u.ravel()) * error[a:b]) > tau * (abs(np.dot(u.ravel(), value[a:b])) + s):
                     return False
             return True
@@ -287,7 +271,7 @@ class Engine:
             step = self.s.step / max(float(np.max(np.abs(direction), initial=0.0)), 1e-300)
         try:
             return directional_derivative(
-                g, eps=self.work.eps, step=step, g0=flat0, target=accurate,
+                g, eps=self.work.eps, step=step, g0=self.flat0, target=accurate,
                 safety=self.work.fd_safety,
             )
         except FloatingPointError as exc:
@@ -298,13 +282,13 @@ class Engine:
 
     def _compare_fd(self, i: int, j: int) -> Comparison:
         t = self.t
-        probe = self.probes[i]
-        d = probe.derivative
-        a, b = probe.parts[j]
+        d = self.probes[i]
+        direction = self.v[i].ravel()
+        a, b = self.parts[j]
         u = self.u[j].ravel()
         g = self.grads[j][i]
-        analytic = float(np.dot(g.ravel(), probe.direction.ravel()))
-        magnitude = float(np.dot(np.abs(g.ravel()), np.abs(probe.direction.ravel())))
+        analytic = float(np.dot(g.ravel(), direction))
+        magnitude = float(np.dot(np.abs(g.ravel()), np.abs(direction)))
         numeric = float(np.dot(u, d.value[a:b]))
         fd_error = float(np.dot(np.abs(u), d.error[a:b]))
         kink = d.kink[a:b]
@@ -448,7 +432,7 @@ class Engine:
         """The native-dtype backward against the float64 one, normwise per pair."""
         t = self.t
         nat = self.native
-        cotangent_sets = [[u if k == j else None for k, u in enumerate(self.u)] for j in range(len(self.u))]
+        cotangent_sets = [self._on_output(j, u) for j, u in enumerate(self.u)]
         native_grads = [self._without_frozen(g) for g in t.vjps(cotangent_sets, native=True)]
         for j, (yn, yw) in enumerate(zip(t.native_outputs, self.y0)):
             # How much the forward itself loses in the native dtype, in its ulps: a backward
@@ -517,11 +501,6 @@ class Engine:
         comparison.function_evals += spent
         comparison.notes.append(f"localised with {spent} more function evaluations")
 
-    def _element_derivative(self, i: int, direction: np.ndarray) -> tuple[Derivative, list[tuple[int, int]]]:
-        probe = self.probes[i]
-        d = self._derivative(i, direction, self.flat0, probe.parts, self.grads)
-        return d, probe.parts
-
     def _rows(self, j: int) -> np.ndarray | None:
         """Analytic Jacobian rows of output j for input order, one backward pass each."""
         shape = self.t.output_shapes[j]
@@ -532,21 +511,21 @@ class Engine:
         for flat in range(m):
             e = np.zeros(m)
             e[flat] = 1.0
-            sets.append([e.reshape(shape) if k == j else None for k in range(len(self.u))])
+            sets.append(self._on_output(j, e.reshape(shape)))
         return self.t.vjps(sets) if sets else []
 
     def _full_columns(self, i: int, j: int) -> list[Element]:
         x = self.t.base[i]
         scale = _scale(x)
         rows = self._rows(j)
-        a, b = self.probes[i].parts[j]
+        a, b = self.parts[j]
         y = self.y0[j].ravel()
         u = self.u[j].ravel()
         elements = []
         for flat in range(x.size):
             direction = np.zeros(x.size)
             direction[flat] = scale
-            d, _ = self._element_derivative(i, direction.reshape(x.shape))
+            d = self._derivative(i, direction.reshape(x.shape))
             idx = tuple(int(q) for q in np.unravel_index(flat, x.shape))
             column = d.value[a:b] / scale
             column_err = d.error[a:b] / scale
@@ -590,7 +569,7 @@ class Engine:
         v = self.v[i].ravel()
         g = self.grads[j][i].ravel()
         u = self.u[j].ravel()
-        a, b = self.probes[i].parts[j]
+        a, b = self.parts[j]
         candidates = np.arange(x.size)
         last = None
         while candidates.size > 1:
@@ -599,7 +578,7 @@ class Engine:
             for half in halves:
                 direction = np.zeros(x.size)
                 direction[half] = v[half]
-                d, _ = self._element_derivative(i, direction.reshape(x.shape))
+                d = self._derivative(i, direction.reshape(x.shape))
                 analytic = float(np.dot(g[half], v[half]))
                 numeric = float(np.dot(u, d.value[a:b]))
                 err = float(np.dot(np.abs(u), d.error[a:b]))
@@ -621,6 +600,10 @@ class Engine:
         return [Element(idx, None, analytic / vk, numeric / vk, abs(analytic - numeric) / abs(vk), tol / abs(vk))]
 
     # -- helpers ------------------------------------------------------------------------------
+    def _on_output(self, j: int, cotangent: np.ndarray) -> list[np.ndarray | None]:
+        """A cotangent set that is `cotangent` on output j and zero (None) elsewhere."""
+        return [cotangent if k == j else None for k in range(len(self.u))]
+
     def _signed(self, shape: tuple[int, ...]) -> np.ndarray:
         sign = self.rng.choice(np.array([-1.0, 1.0]), size=shape)
         return sign * self.rng.uniform(1.0, 2.0, size=shape)

@@ -17,6 +17,7 @@ step is cut by `shrink` and the process repeats, which also steps back inside a 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -129,7 +130,7 @@ def directional_derivative(
                 f"edge of its domain): {side} differences only"
             )
             points = [(hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points]
-        estimate = _estimate(points, g0, eps, safety, evals, tuple(notes))
+        estimate = _estimate(points, g0, eps, safety)
         # Prefer estimates without an apparent kink: a kink seen at one step size and not
         # at a smaller one was only near the point, and the smaller step resolves it.
         if best is None or _rank(estimate) < _rank(best):
@@ -153,17 +154,15 @@ def directional_derivative(
             "the function returned non-finite values at every finite-difference step down "
             f"to {h / shrink:.3g}; it is not differentiable at this input"
         )
-    return Derivative(
-        best.value, best.error, best.rounding, best.lower, best.upper, best.kink, best.scheme,
-        best.step, evals, tuple(notes),
-    )
+    return dataclasses.replace(best, evals=evals, notes=tuple(notes))
 
 
 def _rank(d: Derivative) -> tuple[bool, float]:
     return bool(np.any(d.kink)), float(np.sum(d.error))
 
 
-def _estimate(points, g0: np.ndarray, eps: float, safety: float, evals: int, notes) -> Derivative:
+def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
+    """The Richardson estimate from one set of steps; `evals` and `notes` are the caller's."""
     hs = [p[0] for p in points]
     has_plus = points[0][1] is not None
     has_minus = points[0][2] is not None
@@ -205,7 +204,7 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float, evals: int, not
         kink = np.zeros(g0.shape, dtype=bool)
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
-    return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], evals, notes)
+    return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, ())
 
 
 def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarray, np.ndarray]:
