@@ -7,7 +7,7 @@ import time
 import numpy as np
 from typing import Any, Callable, Sequence
 
-from ._engine import Engine, Settings
+from ._engine import Settings, run
 from ._report import GradientMismatch, Report
 from ._state import preserved_global_state
 from ._targets import CheckInputError, framework_of, make_target
@@ -53,8 +53,13 @@ def gradcheck(
     - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
     - `grad`: a hand-written gradient, `grad(*inputs)` returning one gradient per
       differentiable input, for a scalar `fn`. Required for numpy inputs.
-    - `atol`, `rtol`: replace the derived tolerance with `atol + rtol * |numeric|` (the
-      finite-difference error estimate is still added, as the oracle's own uncertainty).
+    - `atol`, `rtol`: one rule for every comparison: where either is given, the derived
+      rounding allowance is replaced by `atol + rtol * |reference|`, the reference being
+      the value compared against (the finite-difference value, the forward-mode value,
+      the float64 gradient's norm for the reduced-precision comparison). Comparisons with
+      finite differences add the finite-difference error estimate, the oracle's own
+      uncertainty. Each comparison's `tolerance_source` names the derived tolerance that
+      was replaced. Backward determinism is governed by `nondet_tol` alone.
     - `mode`: `"auto"` (random directional probes, O(1) evaluations in the input size;
       on a failure, the error is localised to the input element), `"fast"` (probes only),
       or `"full"` (every Jacobian element, like torch's slow mode).
@@ -154,7 +159,7 @@ def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False)
                 ) from exc
             # NaN and Inf in a broken backward are reported as failures, not warnings.
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                report = Engine(target, settings).run()
+                report = run(target, settings)
         finally:
             restore_modules()
     report.elapsed_s = time.perf_counter() - start

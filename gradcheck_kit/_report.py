@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Element", "Comparison", "Report", "GradientMismatch"]
+__all__ = ["ComparisonKind", "Element", "Comparison", "Report", "GradientMismatch"]
+
+
+class ComparisonKind(enum.Enum):
+    """Which two derivative oracles a `Comparison` set against each other."""
+
+    #: Reverse mode (or a hand-written gradient) against finite differences.
+    FINITE_DIFFERENCES = "finite_differences"
+    #: Reverse mode against forward mode: the dot-product test.
+    FORWARD_MODE = "forward_mode"
+    #: Two identical backward passes.
+    DETERMINISM = "determinism"
+    #: The backward in the inputs' own reduced dtype against the float64 one.
+    PRECISION = "precision"
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,8 @@ class Comparison:
     """One comparison of two oracles for one (input, output) pair.
 
     `error` and `tolerance` are in the same units; the comparison passes when
-    `error <= tolerance`. `tolerance_source` says how the tolerance was derived.
+    `error <= tolerance`. `tolerance_source` says how the tolerance was derived; `kind`
+    which oracles were compared (`check` says the same in words).
     """
 
     check: str
@@ -57,6 +72,7 @@ class Comparison:
     function_evals: int = 0
     backward_evals: int = 0
     notes: list[str] = field(default_factory=list)
+    kind: ComparisonKind | None = None
 
     @property
     def margin(self) -> float:
@@ -75,6 +91,7 @@ class Comparison:
         for key in ("error", "tolerance", "analytic", "numeric"):
             out[key] = _json_float(out[key])
         out["margin"] = _json_float(self.margin)
+        out["kind"] = None if self.kind is None else self.kind.value
         return out
 
 

@@ -3,16 +3,36 @@
 Every tolerance in gradcheck_kit comes from this table and from the error estimates that
 the finite-difference oracle returns with each value; no fixed absolute tolerance is used,
 so a wrong gradient of size 1e-6 is caught as surely as one of size 1.
+
+`Tolerances` holds the formulas of the comparisons: one method per comparison kind, each
+returning the tolerance and a sentence saying how it was formed (`tolerance_source`).
+
+**The user's `atol`/`rtol` (one rule for every comparison):** where either is given, the
+derived rounding allowance of the comparison is replaced by `atol + rtol * |reference|`,
+the reference being the value the other side is measured against (the finite-difference
+value, the forward-mode value, the float64 gradient's norm). Finite-difference
+comparisons add the oracle's own error estimate to it, since finite differences are not
+exact. The determinism comparison has its own option, `nondet_tol`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ToleranceModel", "ArrayComparison", "dtype_name"]
+__all__ = [
+    "ArrayComparison",
+    "INPUT_ROUNDING_GAIN",
+    "ToleranceModel",
+    "Tolerances",
+    "UserTolerance",
+    "dtype_name",
+    "richardson_noise_gain",
+    "within",
+]
 
 
 @dataclass(frozen=True)
@@ -38,9 +58,18 @@ class ToleranceModel:
       size of the last correction, which usually over-states the remaining error; the
       factor covers the cases where it does not.
     - `rounding_factor`: ulps of headroom for rounding in a computed derivative, per unit of
-      the sum of the magnitudes that were added to form it.
+      the sum of the magnitudes that were added to form it (times the square root of the
+      number of terms, the probabilistic growth of rounding in a sum). It is not derived
+      from a formula: it stands for the rounding each term picked up on its way through
+      the forward and backward passes before the final sum, about one ulp per operation.
+      64 covers a chain of 64 operations per term in the worst case (errors adding up) and
+      far longer chains when they add up like a random walk.
     - `precision_factor`: ulps of the reduced dtype allowed between its backward pass and
-      the float64 one (normwise), before scaling by the forward's own measured error.
+      the float64 one (normwise), before scaling by the forward's own measured error. Also
+      not derived: it stands for what a backward loses beyond what its forward loses
+      (measured as the forward's amplification and multiplied in): a backward runs about
+      twice the forward's operations on intermediates stored in the reduced dtype, and
+      256 ulps is headroom for that over a chain of up to about a hundred operations.
 
     **Example:** `ToleranceModel.for_dtype("float32").eps == 2.0**-24`.
     """
@@ -114,6 +143,160 @@ _TABLE: dict[str, ToleranceModel] = {
 }
 
 
+def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
+    """Sum of the magnitudes of Richardson's weights on the evaluations `g(t)`, times `h_min`.
+
+    Extrapolating the differences at steps `h, h/2, ..., h/2**(levels-1)` is a linear
+    combination of evaluations of `g`; noise of size `delta` in each evaluation reaches the
+    result as at most `gain * delta / h_min`. For `levels=3`: 33/20 for central differences,
+    11/2 for one-sided ones (the evaluation at the point itself included), the value
+    FiniteDifferences.jl calls `f_error_mult = sum(abs.(coefs))`.
+    """
+    ratio = 2.0 if one_sided else 4.0
+    steps = [2.0**-k for k in range(levels)]
+    # Each row maps an evaluation's key (side, level) to its weight.
+    rows: list[dict[Any, float]] = []
+    for k, h in enumerate(steps):
+        if one_sided:
+            rows.append({("+", k): 1.0 / h, "g0": -1.0 / h})
+        else:
+            rows.append({("+", k): 0.5 / h, ("-", k): -0.5 / h})
+    factor = ratio
+    while len(rows) > 1:
+        rows = [
+            {
+                key: (factor * hi.get(key, 0.0) - lo.get(key, 0.0)) / (factor - 1.0)
+                for key in set(lo) | set(hi)
+            }
+            for lo, hi in zip(rows[:-1], rows[1:])
+        ]
+        factor *= ratio
+    return sum(abs(w) for w in rows[0].values()) * steps[-1]
+
+
+# Richardson levels of the engine's finite differences (`directional_derivative(levels=)`).
+FD_LEVELS = 3
+# Gain of the rounding of the perturbed input x + t v (each element off by up to eps |x_k|)
+# through the finite-difference formula: the larger of the central (33/20) and one-sided
+# (11/2) weights' sums at FD_LEVELS, rounded up to a whole number (6). The one-sided sum
+# includes the evaluation at the point itself, which has no input rounding (15/4 without
+# it), so 6 is an upper bound for every scheme the oracle may pick.
+INPUT_ROUNDING_GAIN = float(
+    math.ceil(
+        max(
+            richardson_noise_gain(FD_LEVELS, one_sided=True),
+            richardson_noise_gain(FD_LEVELS, one_sided=False),
+        )
+    )
+)
+
+
+@dataclass(frozen=True)
+class UserTolerance:
+    """The user's `atol` and `rtol`; `None` for both keeps the derived tolerances."""
+
+    atol: float | None = None
+    rtol: float | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.atol is not None or self.rtol is not None
+
+    def bound(self, reference: float) -> float:
+        """`atol + rtol * |reference|`, a missing one counting as 0."""
+        return (self.atol or 0.0) + (self.rtol or 0.0) * abs(reference)
+
+    def source(self, reference: str, replaced: str) -> str:
+        return (
+            f"user atol={self.atol or 0.0:g}, rtol={self.rtol or 0.0:g} x |{reference}|, "
+            f"replacing the derived {replaced}"
+        )
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """The tolerance of each comparison kind, from the dtype models and the user's atol/rtol.
+
+    `work` is the model of the precision the derivatives are compared in (float64 when the
+    function was promoted), `native` the model of the inputs' own dtype.
+    """
+
+    work: ToleranceModel
+    native: ToleranceModel
+    user: UserTolerance = UserTolerance()
+
+    def rounding(self, magnitude: float, size: int) -> float:
+        """Rounding allowance of a computed derivative formed from terms of total `magnitude`.
+
+        Rounding grows with the magnitudes summed into it; the square root of the number of
+        elements accounts for the length of those sums.
+        """
+        w = self.work
+        return w.rounding_factor * w.eps * np.sqrt(max(size, 1)) * magnitude
+
+    def input_rounding(self, g: np.ndarray, x: np.ndarray, step: float) -> float:
+        """Bound on the finite-difference error from rounding the perturbed input x + t v.
+
+        The output-noise bound scales with |f|, which misses this where f is near zero
+        (f(x) = x - 1 at x = 1): each perturbed element is off by up to eps |x_k|, moving
+        the probe by sum_k |g_k| eps |x_k|, amplified by the Richardson weights
+        (`INPUT_ROUNDING_GAIN`) and divided by the smallest step as any noise is.
+        """
+        if step <= 0:
+            return 0.0
+        return INPUT_ROUNDING_GAIN * self.work.eps * float(np.dot(np.abs(g), np.abs(x))) / step
+
+    def finite_difference(
+        self, fd_error: float, magnitude: float, numeric: float, size: int
+    ) -> tuple[float, str]:
+        """An analytic value against a finite-difference one, `numeric`, of error `fd_error`."""
+        w = self.work
+        rounding_text = (
+            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + |u| (|f(x)| + 1))"
+        )
+        if self.user.given:
+            return self.user.bound(numeric) + fd_error, (
+                self.user.source("finite differences", rounding_text)
+                + ", plus the finite-difference error estimate"
+            )
+        return fd_error + self.rounding(magnitude, size), (
+            f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
+            f"estimate + rounding bound) + {rounding_text}"
+        )
+
+    def forward_mode(self, magnitude: float, forward: float, size: int) -> tuple[float, str]:
+        """Reverse against forward mode: both exact up to rounding."""
+        w = self.work
+        rounding_text = (
+            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
+            f"|u| (|f(x)| + 1))"
+        )
+        if self.user.given:
+            return self.user.bound(forward), self.user.source("forward mode", rounding_text)
+        return self.rounding(magnitude, size), rounding_text + " (both sides exact up to rounding)"
+
+    def precision(
+        self, amplification: float, norm: float, reference_norm: float
+    ) -> tuple[float, str]:
+        """The native-dtype backward against the float64 one, normwise.
+
+        `amplification` is how many native ulps the forward itself loses (a backward through
+        the same operations loses about as much); `norm` the size the gradient's rounding
+        scales with, `reference_norm` the float64 gradient's norm.
+        """
+        nat = self.native
+        derived_text = (
+            f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
+            f"error in ulps = {amplification:.3g}) x (|float64 gradient| + "
+            f"|u| (|f(x)| + 1) / |x|)"
+        )
+        if self.user.given:
+            return self.user.bound(reference_norm), self.user.source(
+                "float64 gradient", derived_text
+            )
+        return nat.precision_factor * nat.eps * max(1.0, amplification) * norm, derived_text
+
+
 def dtype_name(dtype: Any) -> str:
     """The canonical name of a numpy, torch or jax dtype, or of a dtype name."""
     if isinstance(dtype, str):
@@ -129,3 +312,8 @@ def dtype_name(dtype: Any) -> str:
                 pass
     aliases = {"double": "float64", "float": "float32", "half": "float16"}
     return aliases.get(name, name)
+
+
+def within(error: float, tolerance: float) -> bool:
+    """error <= tolerance, where an infinite tolerance (no estimate) proves nothing."""
+    return bool(np.isfinite(error) and np.isfinite(tolerance) and error <= tolerance)

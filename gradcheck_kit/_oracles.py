@@ -1,0 +1,88 @@
+"""Oracles through a target: finite differences along a probe, reverse and forward mode.
+
+The comparisons never call a target; the engine obtains each derivative here and hands
+the numbers on. Finite differences are the independent oracle (`_finite_differences.py`
+does the numerics); reverse and forward mode run the framework's automatic
+differentiation (or the hand-written gradient) through the target.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._finite_differences import Derivative, default_step, directional_derivative
+from ._probes import BasePoint, without_frozen
+from ._targets import CheckInputError, Target
+from ._tolerance import FD_LEVELS, ToleranceModel
+
+__all__ = ["finite_differences", "forward_mode", "reverse_mode"]
+
+
+def finite_differences(
+    target: Target,
+    point: BasePoint,
+    i: int,
+    direction: np.ndarray,
+    *,
+    work: ToleranceModel,
+    step: float | None = None,
+) -> Derivative:
+    """Finite differences of every output (as `point.flat0` lays them out) along `direction`.
+
+    **Arguments:**
+    - `i`: the input that moves; `direction` has its shape.
+    - `work`: the model of the precision the target evaluates in.
+    - `step`: the user's initial step in input units (`eps=`), or None for the default
+      relative to the direction.
+
+    The steps shrink until every projection `<u_j, value_j>` is known to sqrt(eps) of the
+    magnitudes that form it: far below any error worth reporting.
+    """
+    scales = [float(np.sum(np.abs(g[i]) * np.abs(direction))) for g in point.grads]
+    tau = np.sqrt(work.eps)
+    base = point.base
+
+    def g(t: float) -> np.ndarray:
+        xs = list(base)
+        xs[i] = base[i] + t * direction
+        return np.concatenate([y.ravel() for y in target.evaluate(xs)])
+
+    def accurate(value: np.ndarray, error: np.ndarray) -> bool:
+        for (a, b), u, s in zip(point.parts, point.u, scales):
+            if np.sum(np.abs(u.ravel()) * error[a:b]) > tau * (abs(np.dot(u.ravel(), value[a:b])) + s):
+                return False
+        return True
+
+    h = default_step(work.eps)
+    if step is not None:
+        h = step / max(float(np.max(np.abs(direction), initial=0.0)), 1e-300)
+    try:
+        return directional_derivative(
+            g, eps=work.eps, step=h, g0=point.flat0, levels=FD_LEVELS, target=accurate,
+            safety=work.fd_safety,
+        )
+    except FloatingPointError as exc:
+        raise CheckInputError(
+            f"finite differences along {point.input_names[i]} failed: {exc}. Check the "
+            f"gradient at a point inside the function's domain"
+        ) from None
+
+
+def reverse_mode(
+    target: Target,
+    cotangent_sets: Sequence[Sequence[np.ndarray | None]],
+    frozen: Sequence[np.ndarray],
+    *,
+    native: bool = False,
+) -> list[list[np.ndarray]]:
+    """`J^T u` for each cotangent set, zero at the frozen input elements."""
+    return [without_frozen(g, frozen) for g in target.vjps(cotangent_sets, native=native)]
+
+
+def forward_mode(target: Target, point: BasePoint, i: int) -> list[np.ndarray] | None:
+    """`J v_i` for every output (input i moves along `point.v[i]`), or None if unavailable."""
+    tangents = [np.zeros_like(x) for x in point.base]
+    tangents[i] = point.v[i]
+    return target.jvp(tangents)

@@ -1,0 +1,94 @@
+"""Preflight: whether a target can be checked at its inputs at all.
+
+Inputs and outputs must be finite (infinite input elements are held fixed where the
+outputs stay finite), and the forward must repeat itself, if need be with the global
+random generators reseeded before each evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._targets import CheckInputError, Target
+
+__all__ = ["base_outputs", "frozen_masks", "check_outputs_finite", "reject_infinite_inputs"]
+
+
+def frozen_masks(names: Sequence[str], base: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The masks of the infinite input elements, to be held fixed; NaN inputs are an error."""
+    for name, x in zip(names, base):
+        if np.isnan(x).any():
+            _non_finite_input_error(name, x, np.isnan(x))
+    return [np.isinf(x) for x in base]
+
+
+def reject_infinite_inputs(
+    names: Sequence[str], base: Sequence[np.ndarray], frozen: Sequence[np.ndarray]
+) -> None:
+    """Where the outputs are not finite, blame the infinite inputs if there are any."""
+    for name, x, f in zip(names, base, frozen):
+        if f.any():
+            _non_finite_input_error(name, x, f)
+
+
+def check_outputs_finite(names: Sequence[str], outputs: Sequence[np.ndarray]) -> None:
+    for name, y in zip(names, outputs):
+        bad = ~np.isfinite(y)
+        if bad.any():
+            idx = tuple(int(k) for k in np.argwhere(bad)[0]) if y.ndim else ()
+            raise CheckInputError(
+                f"{name} is non-finite ({y[idx]}) at index {list(idx)} for the given "
+                f"inputs; a derivative cannot be checked there. Choose inputs where the "
+                f"function is finite"
+            )
+
+
+def base_outputs(target: Target) -> tuple[list[np.ndarray], list[str]]:
+    """f(x) in work precision, and notes on whether the forward repeats itself.
+
+    A forward that differs between two calls is evaluated once more with the generators
+    reseeded: if that repeats the first call, the forward is stochastic and reseeding
+    makes it a function; otherwise it cannot be checked.
+    """
+    t = target
+    notes = []
+    y0 = t.evaluate(t.base)
+    t.reseed = False
+    try:
+        y1 = t.evaluate(t.base)
+    finally:
+        t.reseed = True
+    if not _same(y0, y1):
+        y2 = t.evaluate(t.base)
+        if _same(y0, y2):
+            notes.append(
+                "the forward is stochastic (it draws from the global random generators): "
+                "the generators were reseeded before every evaluation so that each call "
+                "drew the same numbers, and restored afterwards"
+            )
+        else:
+            diff = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(y0, y2))
+            raise CheckInputError(
+                f"the function returns different values for the same input (by up to "
+                f"{diff:.3g}) even with the random generators reseeded; finite differences "
+                f"need a deterministic function. Fix its randomness (e.g. pass a generator "
+                f"or key as an input) or make its kernels deterministic"
+            )
+    return y0, notes
+
+
+def _non_finite_input_error(name: str, x: np.ndarray, bad: np.ndarray) -> None:
+    idx = tuple(int(k) for k in np.argwhere(bad)[0])
+    raise CheckInputError(
+        f"{name} holds a non-finite value ({x[idx]}) at index {list(idx)}; derivatives "
+        f"are only checked at finite inputs (infinite elements are held fixed only where "
+        f"the outputs stay finite). Replace NaN/Inf first"
+    )
+
+
+def _same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(
+        x.shape == y.shape and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b)
+    )
