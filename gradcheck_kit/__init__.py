@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._check import gradcheck, gradgradcheck
-from ._report import Comparison, Element, GradientMismatch, Report
+from ._report import Comparison, ComparisonKind, Element, GradientMismatch, Report
 from ._targets import CheckInputError
 from ._tolerance import ToleranceModel
 
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckInputError",
     "Comparison",
+    "ComparisonKind",
     "CrossCheckReport",
     "CrossCheckRow",
     "Element",
