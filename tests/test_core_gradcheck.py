@@ -216,7 +216,15 @@ def test_full_mode_checks_every_element():
 
 def test_drop_in_for_torch_gradcheck_positional_use_and_options():
     x = rand(3)
-    assert gk.gradcheck(torch.sin, (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True) is not None
+    report = gk.gradcheck(torch.sin, (x,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+    assert report.passed and report.mode == "fast"
+    fd = [c for c in report.comparisons if c.kind is gk.ComparisonKind.FINITE_DIFFERENCES]
+    assert fd and fd[0].tolerance_source.startswith("user atol=1e-05, rtol=0.001")
+    # eps= is the initial step in input units: a 1e-6 step leaves a rounding error far above
+    # the default step's, which the finite-difference error estimate must cover.
+    default = gk.gradcheck(torch.sin, (x,), atol=1e-5, rtol=1e-3, fast_mode=True)
+    default_fd = [c for c in default.comparisons if c.kind is gk.ComparisonKind.FINITE_DIFFERENCES]
+    assert fd[0].tolerance > default_fd[0].tolerance
     report = gk.gradcheck(torch.sin, (x,), fast_mode=True)
     assert report.mode == "fast"
     with pytest.raises(TypeError, match="unexpected keyword"):

@@ -1,0 +1,76 @@
+"""The engine end to end: which comparisons it builds, localisation, extreme input scales."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gradcheck_kit as gk  # noqa: E402
+from gradcheck_kit import ComparisonKind  # noqa: E402
+
+
+class WrongSin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        out = g * x.cos()
+        out[3] = out[3] * 1.5
+        return out
+
+
+def x64(*values, dtype=torch.float64):
+    return torch.tensor(values, dtype=dtype, requires_grad=True)
+
+
+def test_comparison_kinds_per_oracle():
+    r64 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2))
+    assert {c.kind for c in r64.comparisons} == {ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE}
+    r32 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2, dtype=torch.float32))
+    assert ComparisonKind.PRECISION in {c.kind for c in r32.comparisons}
+    hand = gk.gradcheck(lambda x: float(np.sum(x**3)), np.array([0.5, -1.0]), grad=lambda x: 3 * x**2)
+    assert [c.kind for c in hand.comparisons] == [ComparisonKind.FINITE_DIFFERENCES]
+    assert hand.comparisons[0].check == "hand-written gradient vs finite differences"
+
+
+def test_localisation_extends_the_failing_comparison_with_its_cost():
+    x = x64(0.1, 0.7, -1.2, 0.4, 2.0)
+    fast = gk.gradcheck(WrongSin.apply, x, mode="fast", raise_exception=False)
+    auto = gk.gradcheck(WrongSin.apply, x, raise_exception=False)
+    [f_fd] = [c for c in fast.failures if c.kind is ComparisonKind.FINITE_DIFFERENCES]
+    [a_fd] = [c for c in auto.failures if c.kind is ComparisonKind.FINITE_DIFFERENCES]
+    [spent] = [int(m.group(1)) for n in a_fd.notes if (m := re.match(r"localised with (\d+) more", n))]
+    assert a_fd.function_evals == f_fd.function_evals + spent
+    assert auto.function_evals == fast.function_evals + spent
+    assert a_fd.worst[0].input_index == (3,) and not f_fd.worst
+    assert (a_fd.error, a_fd.tolerance) == (f_fd.error, f_fd.tolerance)
+
+
+def test_user_atol_rtol_reach_every_comparison():
+    report = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2, dtype=torch.float32), atol=1e-4, rtol=1e-3)
+    kinds = {c.kind for c in report.comparisons}
+    assert kinds == {ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE, ComparisonKind.PRECISION}
+    for c in report.comparisons:
+        assert c.tolerance_source.startswith("user atol=0.0001, rtol=0.001"), c
+
+
+def test_huge_inputs_do_not_overflow_the_probe_scale():
+    # sqrt(mean(x * x)) overflows at 1e200; the scale must stay finite and relative.
+    report = gk.gradcheck(torch.log, x64(1e200, 3e200, 2e200))
+    fd = [c for c in report.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES]
+    assert fd and all(np.isfinite(c.numeric) and c.numeric != 0 for c in fd)
+
+
+def test_tiny_inputs_are_perturbed_at_their_own_scale():
+    report = gk.gradcheck(lambda x: x * x, x64(1e-170, 3e-170, -2e-170), raise_exception=False)
+    assert report.passed
+    assert not any("differentiable" in n for c in report.comparisons for n in c.notes)
+    assert not any("differentiable" in n for n in report.notes)
