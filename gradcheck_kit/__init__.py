@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._check import gradcheck, gradgradcheck
-from ._report import Comparison, ComparisonKind, Element, GradientMismatch, Report
+from ._report import Comparison, ComparisonKind, Element, GradientMismatch, InconclusiveCheck, Report
 from ._targets import CheckInputError
 from ._tolerance import ToleranceModel
 
@@ -23,6 +23,7 @@ __all__ = [
     "CrossCheckRow",
     "Element",
     "GradientMismatch",
+    "InconclusiveCheck",
     "Report",
     "ToleranceModel",
     "crosscheck",

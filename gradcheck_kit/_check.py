@@ -8,7 +8,7 @@ import numpy as np
 from typing import Any, Callable, Sequence
 
 from ._engine import Settings, run
-from ._report import GradientMismatch, Report
+from ._report import Report, raise_for
 from ._state import preserved_global_state
 from ._targets import CheckInputError, framework_of, make_target
 
@@ -64,7 +64,8 @@ def gradcheck(
       on a failure, the error is localised to the input element), `"fast"` (probes only),
       or `"full"` (every Jacobian element, like torch's slow mode).
     - `seed`: seeds the random probes; equal seeds give equal reports.
-    - `raise_exception`: raise `GradientMismatch` on failure (default) or return the report.
+    - `raise_exception`: raise `GradientMismatch` on failure, `InconclusiveCheck` when the
+      check could not decide (default), or return the report.
     - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
       for compatibility; `eps` sets the initial finite-difference step (absolute, in input
       units), `nondet_tol` the allowed difference between two identical backward passes,
@@ -82,8 +83,8 @@ def gradcheck(
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
     _check_flags(raise_exception)
     report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
-    if raise_exception and not report:
-        raise GradientMismatch(report)
+    if raise_exception:
+        raise_for(report)
     return report
 
 
@@ -137,8 +138,8 @@ def gradgradcheck(
             vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=framework == "torch"
         )
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
-    if raise_exception and not report:
-        raise GradientMismatch(report)
+    if raise_exception:
+        raise_for(report)
     return report
 
 

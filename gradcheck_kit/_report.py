@@ -8,7 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ComparisonKind", "Element", "Comparison", "Report", "GradientMismatch"]
+__all__ = [
+    "ComparisonKind", "Element", "Comparison", "Report", "GradientMismatch", "InconclusiveCheck",
+    "raise_for",
+]
 
 
 class ComparisonKind(enum.Enum):
@@ -73,6 +76,19 @@ class Comparison:
     backward_evals: int = 0
     notes: list[str] = field(default_factory=list)
     kind: ComparisonKind | None = None
+    #: Set when the oracles could not decide (finite differences that did not resolve the
+    #: derivative, a check too weak to catch an error of practical size). Such a comparison
+    #: has `passed=False`, yet it is no evidence of a wrong gradient; `inconclusive_reason`
+    #: says why and how to get a conclusive check.
+    inconclusive: bool = False
+    inconclusive_reason: str | None = None
+
+    @property
+    def status(self) -> str:
+        """`"passed"`, `"failed"` or `"inconclusive"`."""
+        if self.passed:
+            return "passed"
+        return "inconclusive" if self.inconclusive else "failed"
 
     @property
     def margin(self) -> float:
@@ -92,12 +108,18 @@ class Comparison:
             out[key] = _json_float(out[key])
         out["margin"] = _json_float(self.margin)
         out["kind"] = None if self.kind is None else self.kind.value
+        out["status"] = self.status
         return out
 
 
 @dataclass
 class Report:
-    """The verdict of `gradcheck`: truthy if and only if every comparison passed."""
+    """The verdict of `gradcheck`: truthy if and only if every comparison passed.
+
+    `status` is `"failed"` when some comparison found a wrong derivative (or the check
+    could not run), `"inconclusive"` when none did but some comparison could not decide,
+    and `"passed"` otherwise.
+    """
 
     comparisons: list[Comparison]
     framework: str
@@ -121,7 +143,17 @@ class Report:
         return self.passed
 
     @property
+    def status(self) -> str:
+        """`"passed"`, `"failed"` or `"inconclusive"` (see the class docstring)."""
+        if self.passed:
+            return "passed"
+        if self.errors or any(c.status == "failed" for c in self.comparisons):
+            return "failed"
+        return "inconclusive"
+
+    @property
     def failures(self) -> list[Comparison]:
+        """Comparisons that did not pass: failed or inconclusive."""
         return [c for c in self.comparisons if not c.passed]
 
     @property
@@ -132,6 +164,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "status": self.status,
             "framework": self.framework,
             "dtype": self.dtype,
             "device": self.device,
@@ -149,7 +182,7 @@ class Report:
         }
 
     def __str__(self) -> str:
-        verdict = "PASSED" if self.passed else "FAILED"
+        verdict = self.status.upper()
         precision = "float64 (promoted)" if self.promoted else self.dtype
         lines = [
             f"gradcheck {verdict}: {self.framework} function, {self.dtype} on {self.device}, "
@@ -160,7 +193,11 @@ class Report:
         lines += [f"  error: {e}" for e in self.errors]
         shown = self.failures or sorted(self.comparisons, key=lambda c: -c.margin)[:3]
         if self.failures:
-            lines.append(f"  {len(self.failures)} of {len(self.comparisons)} comparisons failed:")
+            failed = sum(c.status == "failed" for c in self.failures)
+            undecided = len(self.failures) - failed
+            counts = [f"{failed} failed"] if failed else []
+            counts += [f"{undecided} inconclusive"] if undecided else []
+            lines.append(f"  {' and '.join(counts)} of {len(self.comparisons)} comparisons:")
         elif shown:
             lines.append(f"  tightest of {len(self.comparisons)} comparisons:")
         for c in shown:
@@ -177,8 +214,26 @@ class GradientMismatch(AssertionError):
         self.report = report
 
 
+class InconclusiveCheck(AssertionError):
+    """Raised when a check could not decide: no evidence of a wrong gradient, and none of a
+    right one. The message says why and how to get a conclusive check; `.report` holds the
+    full `Report` (`report.status == "inconclusive"`)."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(str(report))
+        self.report = report
+
+
+def raise_for(report: Report) -> None:
+    """Raise the exception that matches a report that did not pass."""
+    if report.status == "inconclusive":
+        raise InconclusiveCheck(report)
+    if not report.passed:
+        raise GradientMismatch(report)
+
+
 def _format_comparison(c: Comparison) -> str:
-    status = "ok  " if c.passed else "FAIL"
+    status = {"passed": "ok  ", "failed": "FAIL", "inconclusive": "????"}[c.status]
     head = (
         f"  [{status}] {c.check}: {c.input} -> {c.output}: error {c.error:.3e} vs tolerance "
         f"{c.tolerance:.3e} (margin {c.margin:.3g}; {c.tolerance_source})"
@@ -194,6 +249,8 @@ def _format_comparison(c: Comparison) -> str:
             f"      element {where}: analytic {e.analytic:.10g}, numeric {e.numeric:.10g}, "
             f"error {e.error:.3e} (tolerance {e.tolerance:.3e})"
         )
+    if c.inconclusive_reason:
+        parts.append(f"      inconclusive: {c.inconclusive_reason}")
     parts += [f"      note: {n}" for n in c.notes]
     return "\n".join(parts)
 

@@ -53,3 +53,26 @@ def test_json_document_carries_the_kind_and_non_finite_numbers_as_text():
     json.dumps(d)
     [c] = d["comparisons"]
     assert c["kind"] == "finite_differences" and c["error"] == "inf" and c["margin"] == "inf"
+
+
+def test_status_orders_failed_over_inconclusive_over_passed():
+    from gradcheck_kit import InconclusiveCheck
+    from gradcheck_kit._report import raise_for
+
+    ok = comparison(0.1, 1.0, True)
+    undecided = comparison(0.0, math.inf, False, inconclusive=True,
+                           inconclusive_reason="finite differences did not resolve it")
+    wrong = comparison(2.0, 1.0, False)
+    assert report(ok).status == "passed"
+    assert report(ok, undecided).status == "inconclusive"
+    assert not report(ok, undecided)
+    assert report(ok, undecided, wrong).status == "failed"
+    text = str(report(ok, undecided))
+    assert text.startswith("gradcheck INCONCLUSIVE") and "did not resolve it" in text
+    assert report(ok, undecided).to_dict()["status"] == "inconclusive"
+    with pytest.raises(InconclusiveCheck) as caught:
+        raise_for(report(ok, undecided))
+    assert not isinstance(caught.value, GradientMismatch)
+    with pytest.raises(GradientMismatch):
+        raise_for(report(undecided, wrong))
+    raise_for(report(ok))  # a passing report raises nothing
