@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._check import gradcheck, gradgradcheck
+from ._reference import CompareReport, ReferenceMismatch, compare
 from ._report import Comparison, Element, GradientMismatch, Report
 from ._targets import CheckInputError
 from ._tolerance import ToleranceModel
@@ -17,13 +18,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckInputError",
+    "CompareReport",
     "Comparison",
     "CrossCheckReport",
     "CrossCheckRow",
     "Element",
     "GradientMismatch",
+    "ReferenceMismatch",
     "Report",
     "ToleranceModel",
+    "compare",
     "crosscheck",
     "gradcheck",
     "gradgradcheck",
