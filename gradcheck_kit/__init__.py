@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._check import gradcheck, gradgradcheck
+from ._reference import CompareReport, ReferenceMismatch, compare
 from ._report import Comparison, ComparisonKind, Element, GradientMismatch, InconclusiveCheck, Report
 from ._targets import CheckInputError
 from ._tolerance import ToleranceModel
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckInputError",
+    "CompareReport",
     "Comparison",
     "ComparisonKind",
     "CrossCheckReport",
@@ -24,8 +26,10 @@ __all__ = [
     "Element",
     "GradientMismatch",
     "InconclusiveCheck",
+    "ReferenceMismatch",
     "Report",
     "ToleranceModel",
+    "compare",
     "crosscheck",
     "gradcheck",
     "gradgradcheck",
