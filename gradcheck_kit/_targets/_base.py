@@ -130,8 +130,7 @@ class Target(ABC):
         try:
             return self._jvp(tangents)
         except Exception as exc:  # no forward-mode rule somewhere in fn (custom backward only)
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.forward_mode_note = f"forward mode unavailable: {first[:160]}"
+            self.forward_mode_note = f"forward mode unavailable: {first_sentence(exc)}"
             return None
 
     def _hand_written(self, native: bool) -> list[np.ndarray]:
@@ -173,6 +172,16 @@ class Target(ABC):
             torch.default_generator.manual_seed(RNG_SEED)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(RNG_SEED)
+
+
+def first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's message, whole (messages run to many lines)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0].strip()
+    end = line.find(". ")
+    return line[: end + 1] if end >= 0 else line
 
 
 @contextlib.contextmanager

@@ -72,7 +72,6 @@ class TorchTarget(Target):
         self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
         self.device = str(diff[0].device)
         self._grad_in_forward = grad_in_forward
-        self._no_grad_known = False
         self._native_ok = True
 
         outs = self._raw_outputs(self.base, native=True, track=True)
@@ -93,11 +92,13 @@ class TorchTarget(Target):
         made = []
         for i, x in zip(self._diff, xs):
             dtype = torch.float64 if promote else self._inputs[i].dtype
-            # A copy: torch.as_tensor would share memory with the engine's base point,
-            # and a function that writes to its input would move that point.
-            t = torch.tensor(np.asarray(x, dtype=np.float64)).to(
-                device=self._inputs[i].device, dtype=dtype
-            )
+            # A copy (torch.as_tensor would share memory with the engine's base point, and a
+            # function that writes to its input would move that point), laid out as the
+            # caller's tensor: a backward that assumes contiguous memory must meet a
+            # transposed input as it would for the caller.
+            t = _like(self._inputs[i], dtype)
+            with torch.no_grad():
+                t.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64)))
             if requires_grad:
                 t.requires_grad_(True)
             args[i] = t
@@ -113,26 +114,16 @@ class TorchTarget(Target):
         return args, made
 
     def _raw_outputs(self, xs, native: bool, track: bool = False):
-        """The function's outputs at `xs`; with `track`, the inputs require grad."""
+        """The function's outputs at `xs`; with `track`, the inputs require grad.
+
+        Grad mode stays enabled as it is for the caller: under `torch.no_grad()` PyTorch
+        takes other code paths (the nested-tensor fast path of `nn.TransformerEncoder`
+        zeroes padded positions). Inputs that do not require grad build no graph, so this
+        costs little.
+        """
         args, _ = self._args(xs, native, requires_grad=track)
-        if track or self._grad_in_forward:
-            with torch.enable_grad():
-                return self._flatten(self._fn(*args))
-        if self._no_grad_known:
-            with torch.no_grad():
-                return self._flatten(self._fn(*args))
-        try:
-            with torch.no_grad():
-                outs = self._flatten(self._fn(*args))
-        except Exception:
-            # Some functions differentiate internally; run them with grad enabled. Only the
-            # first call tells, so that a later failure is the function's own.
-            self._grad_in_forward = True
-            args, _ = self._args(xs, native)
-            with torch.enable_grad():
-                return self._flatten(self._fn(*args))
-        self._no_grad_known = True
-        return outs
+        with torch.enable_grad():
+            return self._flatten(self._fn(*args))
 
     def _flatten(self, out: Any) -> list[Any]:
         self._single_output = isinstance(out, torch.Tensor)
@@ -240,24 +231,74 @@ class TorchTarget(Target):
         return results
 
     def _jvp(self, tangents):
+        # Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: functorch's
+        # wrapped tensors crash the process when the function calls Module.to(...), and
+        # importing torch.func's transforms costs a second on the first check.
+        try:
+            return self._dual_jvp(tangents)
+        except Exception:
+            if not _load_jvp_decompositions():
+                raise
+            # A few ops (torch.trace, backward ops run inside the function) get their
+            # forward-mode rule from decompositions that torch registers on demand.
+            return self._dual_jvp(tangents)
+
+    def _dual_jvp(self, tangents):
+        import torch.autograd.forward_ad as fwAD
+
         args, made = self._args(self.base, native=False)
-
-        def on_diff(*diff):
+        with fwAD.dual_level(), torch.enable_grad():
             full = list(args)
-            for i, d in zip(self._diff, diff):
-                full[i] = d
+            for i, m, t in zip(self._diff, made, tangents):
+                tangent = torch.empty_like(m)
+                tangent.copy_(torch.from_numpy(np.asarray(t, dtype=np.float64)))
+                full[i] = _make_dual(m, tangent, fwAD._current_level)
             outs = self._flatten(self._fn(*full))
-            return tuple(outs[k] for k in self._out_index)
-
-        tans = tuple(
-            torch.as_tensor(t).to(device=m.device, dtype=m.dtype) for t, m in zip(tangents, made)
-        )
-        _, out_tangents = torch.func.jvp(on_diff, tuple(made), tans)
-        return [self._to_numpy(t) for t in out_tangents]
+            results = []
+            for k in self._out_index:
+                primal, tangent = fwAD.unpack_dual(outs[k])
+                results.append(
+                    np.zeros(tuple(primal.shape)) if tangent is None else self._to_numpy(tangent)
+                )
+        return results
 
     def _call_grad(self, xs, native):
         args, _ = self._args(xs, native)
         return self.hand_written_grad(*args)
+
+
+def _like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor with `x`'s shape, device and strides, in `dtype`."""
+    if x.is_contiguous() or any(st == 0 for sz, st in zip(x.shape, x.stride()) if sz > 1):
+        # Contiguous, or expanded (stride 0): an expanded input's elements share memory, so
+        # they could not be perturbed one at a time; those get fresh contiguous memory.
+        return torch.empty(x.shape, dtype=dtype, device=x.device)
+    return torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=dtype, device=x.device)
+
+
+def _make_dual(primal: torch.Tensor, tangent: torch.Tensor, level: int) -> torch.Tensor:
+    # torch.autograd.forward_ad.make_dual first imports decompositions compiled with
+    # torch.jit.script (deprecation warnings, a quarter second); they are loaded only
+    # where a forward-mode rule is missing (see `_load_jvp_decompositions`).
+    try:
+        from torch._functorch.predispatch import _make_dual as make
+    except ImportError:  # older torch
+        return torch._VF._make_dual(primal, tangent, level=level)
+    return make(primal, tangent, level=level)
+
+
+def _load_jvp_decompositions() -> bool:
+    """Register torch's forward-mode decompositions; False when they already were."""
+    import sys
+    import warnings
+
+    name = "torch._decomp.decompositions_for_jvp"
+    if name in sys.modules:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+    return True
 
 
 def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
