@@ -95,6 +95,7 @@ class JaxTarget(Target):
                     "the function does not return float64 for float64 inputs, so finite "
                     f"differences run in {self.native_dtype}"
                 )
+        self._probe()
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool) -> list[Any]:

@@ -62,6 +62,7 @@ class NumpyTarget(Target):
                     f"the function raised with float64 inputs ({type(exc).__name__}), so "
                     f"finite differences run in {self.native_dtype}"
                 )
+        self._probe()
 
     def _cast(self, xs: Sequence[np.ndarray], native: bool) -> list[np.ndarray]:
         if native or not self.promoted:

@@ -84,6 +84,7 @@ class TorchTarget(Target):
         self.output_shapes = [tuple(outs[k].shape) for k in self._out_index]
         self.native_outputs = [self._to_numpy(outs[k]) for k in self._out_index]
         self._decide_promotion()
+        self._probe()
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool, requires_grad: bool = False):

@@ -1,0 +1,97 @@
+"""The torch adapter evaluates the function as the caller would, and says when it cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gradcheck_kit as gk
+from gradcheck_kit._targets import make_target
+
+
+def _randn(*shape, dtype=torch.float64):
+    g = torch.Generator().manual_seed(7)
+    return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_()
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.softmax(x, -1, dtype=torch.float32).to(x.dtype),
+        lambda x: (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype),
+    ],
+    ids=["softmax-float32-inside", "rmsnorm-float32-inside"],
+)
+def test_a_function_computing_in_float32_inside_is_not_promoted(fn):
+    x = _randn(3, 5, dtype=torch.float32)
+    target = make_target(fn, (x,))
+    assert not target.promoted
+    assert "computes in lower precision" in target.promotion_note
+    assert gk.gradcheck(fn, (x,)).passed
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.softmax(x, -1),
+        lambda x: torch.ones(3, dtype=x.dtype) + 0 * x.sum(),  # constant: no change either way
+        lambda x: torch.cat([x.sum(-1), torch.zeros(2, dtype=x.dtype)]),  # a part independent of x
+    ],
+    ids=["generic", "constant", "partly-constant"],
+)
+def test_dtype_generic_functions_stay_promoted(fn):
+    target = make_target(fn, (_randn(3, 5, dtype=torch.float32),))
+    assert target.promoted and target.promotion_note is None
+
+
+def test_a_parameter_read_through_a_closure_is_flagged_as_vacuous():
+    w = _randn(4)
+    report = gk.gradcheck(lambda x: (w * 2.0).sum(), (w,), raise_exception=False)
+    assert make_target(lambda x: (w * 2.0).sum(), (w,)).outputs_independent
+    assert any("do not change with inputs[0]" in n and "closure" in n for n in report.notes)
+    assert not make_target(lambda x: (x * 2.0).sum(), (w,)).outputs_independent
+
+
+class _ContiguousOnly(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * 2.0
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        if not x.is_contiguous():
+            raise RuntimeError("expects contiguous memory")
+        return g * 2.0
+
+
+def test_inputs_keep_the_callers_strides():
+    x = _randn(3, 4).detach().t().requires_grad_()
+    seen = []
+    make_target(lambda y: seen.append(y.stride()) or y.sin(), (x,)).evaluate([np.ones((4, 3))])
+    assert seen and all(s == x.stride() for s in seen)
+    # A backward that assumes contiguous memory fails for a transposed input, as for the caller.
+    with pytest.raises(gk.CheckInputError, match="contiguous"):
+        gk.gradcheck(_ContiguousOnly.apply, (x,))
+    assert gk.gradcheck(_ContiguousOnly.apply, (x.detach().contiguous().requires_grad_(),))
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_evaluations_run_with_grad_enabled_as_for_the_caller():
+    # Under no_grad an eval-mode TransformerEncoder with a padding mask takes the
+    # nested-tensor fast path, which zeroes the padded positions.
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=True).eval()
+    mask = torch.tensor([[False, False, True, True], [False, False, False, True]])
+    x = torch.randn(2, 4, 8, requires_grad=True)
+    fn = lambda x: encoder(x, src_key_padding_mask=mask)
+    with torch.no_grad():
+        fast = fn(x)
+    expected = fn(x).detach()
+    assert not torch.equal(fast, expected)  # the case exercises the other code path
+    target = make_target(fn, (x,))
+    np.testing.assert_array_equal(target.evaluate(target.base, native=True)[0], expected.double().numpy())
