@@ -27,7 +27,14 @@ def _x64(enabled: bool):
 
 
 def _is_float(x: Any) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+    """Whether `x` is a floating-point array or number; other leaves (strings, None,
+    Python objects) are static arguments, passed through unchanged."""
+    if isinstance(x, (str, bytes)):
+        return False
+    try:
+        return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+    except (TypeError, ValueError):
+        return False
 
 
 class JaxTarget(Target):
@@ -65,7 +72,10 @@ class JaxTarget(Target):
         devices = getattr(first, "devices", None)
         self.device = str(next(iter(devices()))) if callable(devices) else "cpu"
 
-        outs = self._outputs(self.base, native=True)
+        # Float64 inputs are evaluated in float64 (x64 enabled for the call), never
+        # truncated to float32 by jax's default configuration.
+        with self._context(native=True):
+            outs = self._outputs(self.base, native=True)
         self._out_index = [k for k, o in enumerate(outs) if _is_float(o)]
         if len(self._out_index) < len(outs):
             self.notes.append("non-floating outputs are not differentiated")
