@@ -23,8 +23,21 @@ def torch_vjp_function(
             "no input requires grad, so there is no gradient to check. Call "
             ".requires_grad_() on the tensors whose gradients should be checked"
         )
-    with torch.enable_grad():
-        outs = _call(fn, [x.detach().requires_grad_(True) if k in diff else x for k, x in enumerate(inputs)])
+    from ._targets.torch import generator_copy, module_state_keeper
+
+    first = [
+        x.detach().requires_grad_(True) if k in diff
+        else generator_copy(x) if isinstance(x, torch.Generator) else x
+        for k, x in enumerate(inputs)
+    ]
+    # This call is outside the check proper: it too must leave buffers and generators as
+    # they were.
+    restore = module_state_keeper(fn, inputs)
+    try:
+        with torch.enable_grad():
+            outs = _call(fn, first)
+    finally:
+        restore()
     outs = _torch_outputs(outs)
     float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
     if not float_outs:

@@ -95,3 +95,51 @@ def test_evaluations_run_with_grad_enabled_as_for_the_caller():
     assert not torch.equal(fast, expected)  # the case exercises the other code path
     target = make_target(fn, (x,))
     np.testing.assert_array_equal(target.evaluate(target.base, native=True)[0], expected.double().numpy())
+
+
+class _Holder:
+    def __init__(self, module):
+        self.m = module
+
+    def method(self, x):
+        return self.m(x)
+
+
+def _bn():
+    return torch.nn.BatchNorm1d(3).double().train()
+
+
+def _reached_through(kind):
+    bn = _bn()
+    if kind == "dict":
+        held = {"bn": bn}
+        return bn, (lambda x: held["bn"](x)), ()
+    if kind == "list":
+        held = [bn]
+        return bn, (lambda x: held[0](x)), ()
+    if kind == "method":
+        return bn, _Holder(bn).method, ()
+    if kind == "input":
+        return bn, (lambda x, m: m(x)), (bn,)
+    return bn, (lambda x: bn(x)), ()
+
+
+@pytest.mark.parametrize("kind", ["dict", "list", "method", "input", "closure"])
+@pytest.mark.parametrize("check", [gk.gradcheck, gk.gradgradcheck], ids=["first", "second"])
+def test_batchnorm_statistics_are_left_bit_for_bit(kind, check):
+    bn, fn, extra = _reached_through(kind)
+    before = {k: (v.clone(), v._version) for k, v in bn.state_dict().items()}
+    check(fn, (_randn(5, 3), *extra), raise_exception=False)
+    after = bn.state_dict()
+    for name, (value, version) in before.items():
+        assert torch.equal(after[name], value), name
+        assert after[name]._version == version, name
+
+
+@pytest.mark.parametrize("check", [gk.gradcheck, gk.gradgradcheck], ids=["first", "second"])
+def test_a_generator_passed_as_an_input_is_not_advanced(check):
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    report = check(lambda x, g: x.sin() * torch.rand(x.shape, generator=g, dtype=x.dtype), (_randn(4), g))
+    assert report.passed
+    assert torch.equal(g.get_state(), state)

@@ -19,11 +19,11 @@ class NumpyTarget(Target):
     ) -> None:
         if grad is None:
             raise CheckInputError(
-                "the inputs are numpy arrays, and numpy has no automatic differentiation. For a "
-                "jax function, pass jax arrays (jnp.asarray(x)); for a torch function, tensors "
-                "with requires_grad=True; for a numpy function, pass its hand-written gradient "
-                "as gradcheck(fn, inputs, grad=grad_fn), where grad_fn(*inputs) returns one "
-                "gradient per input"
+                "numpy inputs need grad=: numpy has no automatic differentiation, so pass the "
+                "hand-written gradient as gradcheck(fn, inputs, grad=grad_fn), where "
+                "grad_fn(*inputs) returns one gradient per input. For a jax function, pass jax "
+                "arrays instead (jnp.asarray(x)); for a torch function, tensors with "
+                "requires_grad=True"
             )
         super().__init__(grad)
         self._fn = fn

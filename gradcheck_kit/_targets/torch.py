@@ -105,6 +105,11 @@ class TorchTarget(Target):
             args[i] = t
             made.append(t)
         for i, x in enumerate(self._inputs):
+            if isinstance(x, torch.Generator):
+                # Each evaluation draws from a copy in the caller's state: the same numbers
+                # at every perturbed input, and the caller's generator is not advanced.
+                args[i] = generator_copy(x)
+                continue
             if i in self._diff or not isinstance(x, torch.Tensor):
                 continue
             # A copy, so that a function that writes to its inputs cannot change the caller's.
@@ -268,6 +273,13 @@ class TorchTarget(Target):
         return self.hand_written_grad(*args)
 
 
+def generator_copy(g: torch.Generator) -> torch.Generator:
+    """A new generator on `g`'s device, in `g`'s current state."""
+    copy = torch.Generator(device=g.device)
+    copy.set_state(g.get_state())
+    return copy
+
+
 def _like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised tensor with `x`'s shape, device and strides, in `dtype`."""
     if x.is_contiguous() or any(st == 0 for sz, st in zip(x.shape, x.stride()) if sz > 1):
@@ -302,18 +314,19 @@ def _load_jvp_decompositions() -> bool:
     return True
 
 
-def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
+def module_state_keeper(fn: Callable[..., Any], inputs: Sequence[Any] = ()) -> Callable[[], None]:
     """Give the modules `fn` reaches private copies of their buffers; return a restorer.
 
     Running a module in training mode updates buffers (BatchNorm's running statistics)
     on every forward; a check calls the forward many times. Swapping in copies for the
     duration leaves the caller's buffer tensors untouched, their version counters too.
-    Modules are found where functions usually hold them: `fn` itself, a bound method's
-    object, closure cells, default arguments, `functools.partial` arguments and the
-    globals the function's code names.
+    Modules are found where functions hold them: `fn` itself, the inputs, a bound
+    method's object and its attributes, closure cells, default arguments,
+    `functools.partial` arguments, the globals the function's code names, and, within
+    those, lists, tuples, dicts and plain objects' attributes, a few levels deep.
     """
     swapped = []
-    for module in _reachable_modules(fn):
+    for module in _reachable_modules(fn, inputs):
         for sub in module.modules():
             for name, buf in list(sub._buffers.items()):
                 if buf is not None:
@@ -327,23 +340,51 @@ def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
     return restore
 
 
-def _reachable_modules(fn: Any) -> list[torch.nn.Module]:
+# How deep the search for modules goes into containers and attributes, and how many objects
+# it visits at most: enough for a model held in a dict of an object's attribute, bounded
+# for functions whose globals reach large object graphs.
+_SEARCH_DEPTH = 5
+_SEARCH_LIMIT = 20000
+
+
+def _reachable_modules(fn: Any, inputs: Sequence[Any] = ()) -> list[torch.nn.Module]:
     import functools
+    import types
 
     found: dict[int, torch.nn.Module] = {}
-    candidates: list[Any] = [fn, getattr(fn, "__self__", None)]
-    if isinstance(fn, functools.partial):
-        candidates += [fn.func, *fn.args, *fn.keywords.values()]
-        fn = fn.func
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        candidates += [c.cell_contents for c in (fn.__closure__ or ()) if _has_contents(c)]
-        candidates += list(fn.__defaults__ or ())
-        globals_ = getattr(fn, "__globals__", {})
-        candidates += [globals_[n] for n in code.co_names if n in globals_]
-    for c in candidates:
-        if isinstance(c, torch.nn.Module):
-            found[id(c)] = c
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(fn, 0), *((x, 0) for x in inputs)]
+    while stack and len(seen) < _SEARCH_LIMIT:
+        obj, depth = stack.pop()
+        if id(obj) in seen or depth > _SEARCH_DEPTH:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            found[id(obj)] = obj
+            continue  # module.modules() covers its children
+        if isinstance(obj, (torch.Tensor, str, bytes, int, float, complex, bool, type(None))):
+            continue
+        children: list[Any] = []
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        elif isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, functools.partial):
+            children = [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, types.MethodType):
+            children = [obj.__self__, obj.__func__]
+        elif isinstance(obj, types.FunctionType):
+            children = [c.cell_contents for c in (obj.__closure__ or ()) if _has_contents(c)]
+            children += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
+            globals_ = obj.__globals__
+            children += [globals_[n] for n in obj.__code__.co_names if n in globals_]
+        elif isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType)):
+            continue  # imported packages and classes: not where a model's instance lives
+        else:
+            attrs = getattr(obj, "__dict__", None)
+            if isinstance(attrs, dict):
+                children = list(attrs.values())
+        stack.extend((c, depth + 1) for c in children)
     return list(found.values())
 
 
