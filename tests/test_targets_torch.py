@@ -143,3 +143,32 @@ def test_a_generator_passed_as_an_input_is_not_advanced(check):
     report = check(lambda x, g: x.sin() * torch.rand(x.shape, generator=g, dtype=x.dtype), (_randn(4), g))
     assert report.passed
     assert torch.equal(g.get_state(), state)
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda x: x * 2.0, lambda x: (x.sum(), x.prod())], ids=["vector", "two-outputs"]
+)
+def test_a_hand_written_grad_needs_a_scalar_function(fn):
+    x = _randn(3)
+    with pytest.raises(gk.CheckInputError, match="grad= the function must return one scalar"):
+        gk.gradcheck(fn, (x,), grad=lambda x: (2.0 * torch.ones_like(x),))
+
+
+def test_numpy_integer_labels_are_constants_beside_float_inputs():
+    w = np.random.default_rng(0).standard_normal((3, 4))
+    labels = np.array([0, 2, 1])
+
+    def loss(w, y):
+        z = w - w.max(1, keepdims=True)
+        return float(-(z[np.arange(3), y] - np.log(np.exp(z).sum(1))).sum())
+
+    def grad(w, y):
+        z = w - w.max(1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        p[np.arange(3), y] -= 1.0
+        return p
+
+    assert gk.gradcheck(loss, (w, labels), grad=grad)
+    assert gk.gradcheck(loss, (w, labels), grad=lambda w, y: (grad(w, y), None))
+    wrong = lambda w, y: grad(w, y) * 1.01
+    assert not gk.gradcheck(loss, (w, labels), grad=wrong, raise_exception=False)

@@ -52,6 +52,11 @@ class Target(ABC):
     outputs_independent: bool = False
     notes: list[str]
 
+    #: Where some inputs are constants: (positions of the differentiable ones, number of
+    #: inputs). A hand-written grad may then return one gradient per input; the constants'
+    #: entries are dropped.
+    grad_positions: tuple[list[int], int] | None = None
+
     def __init__(self, grad: Callable[..., Any] | None = None) -> None:
         self.hand_written_grad = grad
         self.notes = []
@@ -213,11 +218,13 @@ class Target(ABC):
         grads = self._call_grad(self.base, native)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
+        if self.grad_positions is not None and len(grads) == self.grad_positions[1] != len(self.base):
+            grads = [grads[i] for i in self.grad_positions[0]]
         if len(grads) != len(self.base):
             raise CheckInputError(
                 f"grad returned {len(grads)} gradient(s) but the function has "
-                f"{len(self.base)} differentiable input(s); return one gradient per input, "
-                f"in order"
+                f"{len(self.base)} differentiable input(s) ({', '.join(self.input_names)}); "
+                f"return one gradient per input, in order"
             )
         out = []
         for name, g, x in zip(self.input_names, grads, self.base):

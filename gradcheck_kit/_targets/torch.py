@@ -76,6 +76,14 @@ class TorchTarget(Target):
 
         outs = self._raw_outputs(self.base, native=True, track=True)
         self._check_outputs(outs)
+        if grad is not None and (len(outs) != 1 or outs[0].numel() != 1):
+            shapes = [tuple(o.shape) for o in outs]
+            raise CheckInputError(
+                f"with a hand-written grad= the function must return one scalar, and it "
+                f"returned {len(outs)} output(s) of shapes {shapes}; reduce it to a scalar "
+                f"loss first (e.g. lambda *a: fn(*a).sum()), or drop grad= to check torch's "
+                f"own backward"
+            )
         self._n_outputs = len(outs)
         self.output_names = (
             ["output"] if len(self._out_index) == 1 and self._single_output
