@@ -257,6 +257,16 @@ class Target(ABC):
                 torch.cuda.manual_seed_all(RNG_SEED)
 
 
+def call_fn(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
+    """Call `fn` once as given, its errors turned into a `CheckInputError`."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise CheckInputError(
+            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}"
+        ) from exc
+
+
 def first_sentence(exc: BaseException) -> str:
     """The first sentence of an exception's message, whole (messages run to many lines)."""
     text = str(exc).strip()

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import CheckInputError, Target
+from ._base import CheckInputError, Target, call_fn
 
-__all__ = ["JaxTarget"]
+__all__ = ["JaxTarget", "vjp_function"]
 
 
 def _x64(enabled: bool):
@@ -186,3 +186,33 @@ class JaxTarget(Target):
         with self._context(native):
             leaves = self._args(xs, native)
             return self.hand_written_grad(*jax.tree_util.tree_unflatten(self._treedef, leaves))
+
+
+# -- second order ----------------------------------------------------------------------
+def vjp_function(
+    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """`(inputs..., v) -> J(inputs)^T v` through `jax.vjp`, and its inputs."""
+    n = len(inputs)
+    out = call_fn(fn, inputs)
+    for leaf in jax.tree_util.tree_leaves(out):
+        try:
+            floating = jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise CheckInputError(
+                f"fn returned a {type(leaf).__name__} output; gradgradcheck needs "
+                f"floating-point arrays only"
+            )
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        grad_outputs = jax.tree_util.tree_map(
+            lambda o: jnp.asarray(rng.standard_normal(np.shape(o)), dtype=jnp.result_type(o)), out
+        )
+
+    def vjp(*args: Any) -> Any:
+        _, pullback = jax.vjp(fn, *args[:n])
+        return pullback(args[n])
+
+    return vjp, tuple(inputs) + (grad_outputs,)

@@ -7,9 +7,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import CheckInputError, Target
+from ._base import CheckInputError, Target, call_fn
 
-__all__ = ["TorchTarget"]
+__all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
 
 
 class TorchTarget(Target):
@@ -402,3 +402,84 @@ def _has_contents(cell: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- second order ----------------------------------------------------------------------
+def vjp_function(
+    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """`(inputs..., v...) -> J(inputs)^T v` built with `create_graph=True`, and its inputs."""
+    diff = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+    if not diff:
+        raise CheckInputError(
+            "no input requires grad, so there is no gradient to check. Call "
+            ".requires_grad_() on the tensors whose gradients should be checked"
+        )
+    first = [
+        x.detach().requires_grad_(True) if k in diff
+        else generator_copy(x) if isinstance(x, torch.Generator) else x
+        for k, x in enumerate(inputs)
+    ]
+    # This call is outside the check proper: it too must leave buffers and generators as
+    # they were.
+    restore = module_state_keeper(fn, inputs)
+    try:
+        with torch.enable_grad():
+            outs = call_fn(fn, first)
+    finally:
+        restore()
+    outs = _torch_outputs(outs)
+    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
+    if not float_outs:
+        raise CheckInputError(
+            "fn returns no floating-point tensor, so it has no derivative to differentiate again"
+        )
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        grad_outputs = tuple(
+            torch.as_tensor(rng.standard_normal(outs[k].shape)).to(dtype=outs[k].dtype, device=outs[k].device)
+            for k in float_outs
+        )
+    else:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, torch.Tensor) else tuple(grad_outputs)
+        if len(grad_outputs) != len(float_outs) or not all(
+            isinstance(g, torch.Tensor) and g.shape == outs[k].shape
+            for g, k in zip(grad_outputs, float_outs)
+        ):
+            raise CheckInputError(
+                f"grad_outputs must hold one tensor per floating-point output of fn, of that "
+                f"output's shape: {[tuple(outs[k].shape) for k in float_outs]}"
+            )
+    grad_outputs = tuple(g.detach().clone().requires_grad_(True) for g in grad_outputs)
+    n = len(inputs)
+
+    def vjp(*args: Any) -> tuple[Any, ...]:
+        xs = list(args[:n])
+        vs = args[n:]
+        with torch.enable_grad():
+            leaves = []
+            for k in diff:
+                if not xs[k].requires_grad:
+                    xs[k] = xs[k].detach().requires_grad_(True)
+                leaves.append(xs[k])
+            out = _torch_outputs(fn(*xs))
+            pairs = [(out[k], v) for k, v in zip(float_outs, vs) if out[k].requires_grad]
+            if not pairs:
+                return tuple(torch.zeros_like(x) for x in leaves)
+            grads = torch.autograd.grad(
+                [o for o, _ in pairs], leaves, [v for _, v in pairs],
+                create_graph=True, allow_unused=True,
+            )
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
+
+    return vjp, tuple(inputs) + grad_outputs
+
+
+def _torch_outputs(outs: Any) -> tuple[Any, ...]:
+    outs = (outs,) if isinstance(outs, torch.Tensor) else outs
+    if not isinstance(outs, (tuple, list)) or not all(isinstance(o, torch.Tensor) for o in outs):
+        raise CheckInputError(
+            f"fn returned {type(outs).__name__}; gradgradcheck needs a tensor or a tuple or "
+            f"list of tensors"
+        )
+    return tuple(outs)
