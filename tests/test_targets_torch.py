@@ -172,3 +172,13 @@ def test_numpy_integer_labels_are_constants_beside_float_inputs():
     assert gk.gradcheck(loss, (w, labels), grad=lambda w, y: (grad(w, y), None))
     wrong = lambda w, y: grad(w, y) * 1.01
     assert not gk.gradcheck(loss, (w, labels), grad=wrong, raise_exception=False)
+
+
+def test_parameters_inside_nested_containers_are_checked_and_named():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    params = {"w": _randn(4, 2), "b": [_randn(2)]}
+    fn = lambda x, p: (x @ p["w"] + p["b"][0]).tanh()
+    report = gk.gradcheck(fn, (x, params))
+    assert {c.input for c in report.comparisons} == {"inputs[1]['w']", "inputs[1]['b'][0]"}
+    wrong = lambda x, p: (x @ p["w"] + p["b"][0].detach()).tanh()  # b's gradient lost
+    assert not gk.gradcheck(wrong, (x, params), raise_exception=False)

@@ -25,20 +25,24 @@ class TorchTarget(Target):
     ) -> None:
         super().__init__(grad)
         self._fn = fn
-        self._inputs = tuple(inputs)
+        # Tensors inside nested tuples, lists and dicts of the inputs (a parameter dict) are
+        # checked like top-level ones: the inputs are seen as their leaves, named by path.
+        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs")
+        self._names = [name for name, _ in leaves]
+        self._inputs = tuple(leaf for _, leaf in leaves)
         self._diff: list[int] = []
         for i, x in enumerate(self._inputs):
             if not isinstance(x, torch.Tensor):
                 continue
             if x.layout != torch.strided:
                 raise CheckInputError(
-                    f"inputs[{i}] has layout {x.layout}; only dense tensors are checked. "
-                    f"Pass inputs[{i}].to_dense() instead"
+                    f"{self._names[i]} has layout {x.layout}; only dense tensors are checked. "
+                    f"Pass {self._names[i]}.to_dense() instead"
                 )
             if x.is_complex() and x.requires_grad:
                 raise CheckInputError(
-                    f"inputs[{i}] is complex ({x.dtype}); complex inputs are not checked yet. "
-                    f"Check torch.view_as_real(inputs[{i}]) as a real input instead"
+                    f"{self._names[i]} is complex ({x.dtype}); complex inputs are not checked yet. "
+                    f"Check torch.view_as_real({self._names[i]}) as a real input instead"
                 )
             if x.requires_grad or (grad is not None and x.is_floating_point()):
                 self._diff.append(i)
@@ -52,9 +56,9 @@ class TorchTarget(Target):
             ):
                 i = integer[0]
                 raise CheckInputError(
-                    f"inputs[{i}] is an integer tensor ({self._inputs[i].dtype}), and only "
+                    f"{self._names[i]} is an integer tensor ({self._inputs[i].dtype}), and only "
                     f"floating-point tensors have gradients. Convert it with "
-                    f"inputs[{i}].double().requires_grad_()"
+                    f"{self._names[i]}.double().requires_grad_()"
                 )
             raise CheckInputError(
                 "no input requires grad, so there is no gradient to check. Call "
@@ -63,11 +67,11 @@ class TorchTarget(Target):
         for i in self._diff:
             if self._inputs[i].device.type == "meta":
                 raise CheckInputError(
-                    f"inputs[{i}] is on the meta device, which holds no values to "
+                    f"{self._names[i]} is on the meta device, which holds no values to "
                     f"differentiate at; create it on cpu or cuda"
                 )
         diff = [self._inputs[i] for i in self._diff]
-        self.input_names = [f"inputs[{i}]" for i in self._diff]
+        self.input_names = [self._names[i] for i in self._diff]
         self.native_dtypes = [str(x.dtype).replace("torch.", "") for x in diff]
         self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
         self.device = str(diff[0].device)
@@ -137,7 +141,11 @@ class TorchTarget(Target):
         """
         args, _ = self._args(xs, native, requires_grad=track)
         with torch.enable_grad():
-            return self._flatten(self._fn(*args))
+            return self._flatten(self._fn(*self._rebuild(args)))
+
+    def _rebuild(self, leaves: Sequence[Any]) -> list[Any]:
+        """The positional arguments, with `leaves` put back into the inputs' containers."""
+        return list(_unflatten(self._structure, iter(leaves)))
 
     def _flatten(self, out: Any) -> list[Any]:
         self._single_output = isinstance(out, torch.Tensor)
@@ -223,7 +231,7 @@ class TorchTarget(Target):
     def _vjps(self, cotangent_sets, native):
         args, made = self._args(self.base, native, requires_grad=True)
         with torch.enable_grad():
-            outs = self._flatten(self._fn(*args))
+            outs = self._flatten(self._fn(*self._rebuild(args)))
         checked = [outs[k] for k in self._out_index]
         results = []
         for n, cots in enumerate(cotangent_sets):
@@ -267,7 +275,7 @@ class TorchTarget(Target):
                 tangent = torch.empty_like(m)
                 tangent.copy_(torch.from_numpy(np.asarray(t, dtype=np.float64)))
                 full[i] = _make_dual(m, tangent, fwAD._current_level)
-            outs = self._flatten(self._fn(*full))
+            outs = self._flatten(self._fn(*self._rebuild(full)))
             results = []
             for k in self._out_index:
                 primal, tangent = fwAD.unpack_dual(outs[k])
@@ -278,7 +286,29 @@ class TorchTarget(Target):
 
     def _call_grad(self, xs, native):
         args, _ = self._args(xs, native)
-        return self.hand_written_grad(*args)
+        return self.hand_written_grad(*self._rebuild(args))
+
+
+def _flatten_inputs(x: Any, name: str, depth: int = 0) -> tuple[Any, list[tuple[str, Any]]]:
+    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf."""
+    if depth < 8 and type(x) in (tuple, list):
+        parts = [_flatten_inputs(v, f"{name}[{k}]", depth + 1) for k, v in enumerate(x)]
+        return (type(x), [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
+    if depth < 8 and type(x) is dict:
+        keys = list(x)
+        parts = [_flatten_inputs(x[k], f"{name}[{k!r}]", depth + 1) for k in keys]
+        return (dict, keys, [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
+    return None, [(name, x)]
+
+
+def _unflatten(structure: Any, leaves: Any) -> Any:
+    if structure is None:
+        return next(leaves)
+    if structure[0] is dict:
+        _, keys, parts = structure
+        return {k: _unflatten(p, leaves) for k, p in zip(keys, parts)}
+    kind, parts = structure
+    return kind(_unflatten(p, leaves) for p in parts)
 
 
 def generator_copy(g: torch.Generator) -> torch.Generator:
