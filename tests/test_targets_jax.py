@@ -14,7 +14,8 @@ from gradcheck_kit._targets import make_target
 
 
 def test_float64_inputs_are_never_truncated_when_x64_is_off():
-    assert not jax.config.read("jax_enable_x64")
+    from gradcheck_kit._targets.jax import _x64
+
     with jax.enable_x64(True):
         x = jnp.linspace(0.1, 1.0, 4, dtype=jnp.float64)
     seen = []
@@ -23,11 +24,12 @@ def test_float64_inputs_are_never_truncated_when_x64_is_off():
         seen.append(str(x.dtype))
         return jnp.sin(x) * x
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # jax warns when it truncates float64 to float32
+    # x64 off in this scope, whatever another test set globally.
+    with _x64(False), warnings.catch_warnings():
+        # jax warns when it truncates float64 to float32
+        warnings.filterwarnings("error", message=".*truncated to dtype float32")
         assert gk.gradcheck(f, (x,)).passed
     assert seen and set(seen) == {"float64"}
-    assert not jax.config.read("jax_enable_x64")
 
 
 def test_a_static_string_argument_is_passed_through():
