@@ -172,7 +172,7 @@ def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Calla
         return lambda: None
     from ._targets.torch import module_state_keeper
 
-    return module_state_keeper(fn)
+    return module_state_keeper(fn, inputs)
 
 
 def _settings(*, atol, rtol, mode, seed, kw) -> Settings:

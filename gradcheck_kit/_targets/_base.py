@@ -46,7 +46,16 @@ class Target(ABC):
     promotion_note: str | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
+    #: True when neither the outputs nor the gradients change with any checked input
+    #: (every gradient exactly zero and a large perturbation leaving the outputs bit for
+    #: bit equal): a comparison would be vacuous, "analytic 0, numeric 0".
+    outputs_independent: bool = False
     notes: list[str]
+
+    #: Where some inputs are constants: (positions of the differentiable ones, number of
+    #: inputs). A hand-written grad may then return one gradient per input; the constants'
+    #: entries are dropped.
+    grad_positions: tuple[list[int], int] | None = None
 
     def __init__(self, grad: Callable[..., Any] | None = None) -> None:
         self.hand_written_grad = grad
@@ -74,16 +83,88 @@ class Target(ABC):
         """Call the hand-written gradient with framework objects built from `xs`."""
         raise NotImplementedError
 
+    # -- set-up probes ------------------------------------------------------------------------
+    def _probe(self) -> None:
+        """Ask the function two questions before the check; subclasses call this last.
+
+        Does the float64 evaluation really compute in float64 (promotion decided by the
+        output dtype alone misses functions that upcast to float32 inside and cast back),
+        and do the outputs depend on the checked inputs at all?
+        """
+        rng = np.random.default_rng(RNG_SEED)
+        # Non-finite elements are held fixed, as the check holds them.
+        signs = [
+            np.where(np.isfinite(x), rng.choice([-1.0, 1.0], size=x.shape), 0.0)
+            for x in self.base
+        ]
+
+        def at(h: float, v: Sequence[np.ndarray]) -> np.ndarray:
+            self._seed_generators()
+            outs = self._evaluate([x + h * d for x, d in zip(self.base, v)], False)
+            return np.concatenate([np.ravel(o) for o in outs]) if outs else np.zeros(0)
+
+        with _user_code("the function"), np.errstate(all="ignore"):
+            y0 = at(0.0, signs)
+            changed = False
+            if self.promoted:
+                relative = [np.where(s != 0, s * np.abs(x), 0.0) for s, x in zip(signs, self.base)]
+                changed = self._probe_precision(at, y0, relative)
+            if not changed:
+                absolute = [np.where(s != 0, s * (np.abs(x) + 1.0), 0.0) for s, x in zip(signs, self.base)]
+                moved = at(1e-3, absolute)
+                if np.array_equal(moved, y0, equal_nan=True):
+                    self._probe_dependence(rng)
+
+    def _probe_precision(self, at: Callable[..., np.ndarray], y0: np.ndarray, v) -> bool:
+        """Demote when float64 evaluations miss changes far above float64 resolution.
+
+        Perturbing each nonzero input element by a relative 1e-4 moves a float32 value by
+        ~1700 of its ulps, enough to measure the directional change d; halving the step
+        must halve d (linear there, not a jump of a step function). A relative 1e-10 step
+        is below float32's half ulp (3e-8), so a function that computes in float32 sees
+        its input unchanged and returns y0 bit for bit, whereas a float64 function changes
+        by ~1e-6 d: more than 1000 float64 ulps of y0 on the elements tested. Returns
+        whether the outputs changed under the relative 1e-4 step.
+        """
+        if not any(np.any(d != 0) for d in v):
+            return False
+        y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(1e-10, v)
+        d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
+        with np.errstate(invalid="ignore", over="ignore"):
+            smooth = (
+                np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
+                & (np.abs(d1 - 2.0 * dh) <= 0.05 * np.abs(d1))
+            )
+            resolved = smooth & (np.abs(d1) * 1e-6 > 1e3 * np.spacing(np.abs(y0)))
+        if resolved.any() and np.all(d2[resolved] == 0):
+            self.promoted = False
+            self.promotion_note = (
+                f"the function returns float64 for float64 inputs but computes in lower "
+                f"precision inside (a relative 1e-10 change of its inputs leaves its outputs "
+                f"bit for bit unchanged, as in a function that casts to float32 and back), "
+                f"so finite differences run in {self.native_dtype}"
+            )
+        return bool(np.any(d1 != 0))
+
+    def _probe_dependence(self, rng: np.random.Generator) -> None:
+        cotangents = [[rng.standard_normal(shape) for shape in self.output_shapes]]
+        self._seed_generators()
+        with contextlib.suppress(Exception):  # a failing backward is reported by the check
+            grads = (
+                self._hand_written(False) if self.hand_written_grad is not None
+                else self._vjps(cotangents, False)[0]
+            )
+            if all(np.all(np.asarray(g) == 0) for g in grads):
+                self.outputs_independent = True
+                self.notes.append(
+                    f"the outputs do not change with {', '.join(self.input_names)}: every "
+                    f"gradient is exactly zero and perturbing the inputs leaves the outputs "
+                    f"bit for bit unchanged, so the comparison is vacuous. If the function "
+                    f"reads the tensor through a closure or a global, pass it as an argument "
+                    f"and use that argument"
+                )
+
     # -- what the engine calls --------------------------------------------------------------
-    @property
-    def work_eps(self) -> float:
-        """Unit roundoff of work-precision evaluations."""
-        from .._tolerance import ToleranceModel
-
-        if self.promoted:
-            return ToleranceModel.for_dtype("float64").eps
-        return max(ToleranceModel.for_dtype(d).eps for d in self.native_dtypes)
-
     @property
     def native_dtype(self) -> str:
         """The lowest-precision dtype among the differentiable inputs."""
@@ -130,19 +211,20 @@ class Target(ABC):
         try:
             return self._jvp(tangents)
         except Exception as exc:  # no forward-mode rule somewhere in fn (custom backward only)
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.forward_mode_note = f"forward mode unavailable: {first[:160]}"
+            self.forward_mode_note = f"forward mode unavailable: {first_sentence(exc)}"
             return None
 
     def _hand_written(self, native: bool) -> list[np.ndarray]:
         grads = self._call_grad(self.base, native)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
+        if self.grad_positions is not None and len(grads) == self.grad_positions[1] != len(self.base):
+            grads = [grads[i] for i in self.grad_positions[0]]
         if len(grads) != len(self.base):
             raise CheckInputError(
                 f"grad returned {len(grads)} gradient(s) but the function has "
-                f"{len(self.base)} differentiable input(s); return one gradient per input, "
-                f"in order"
+                f"{len(self.base)} differentiable input(s) ({', '.join(self.input_names)}); "
+                f"return one gradient per input, in order"
             )
         out = []
         for name, g, x in zip(self.input_names, grads, self.base):
@@ -173,6 +255,26 @@ class Target(ABC):
             torch.default_generator.manual_seed(RNG_SEED)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(RNG_SEED)
+
+
+def call_fn(fn: Callable[..., Any], args: Sequence[Any]) -> Any:
+    """Call `fn` once as given, its errors turned into a `CheckInputError`."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise CheckInputError(
+            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}"
+        ) from exc
+
+
+def first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's message, whole (messages run to many lines)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0].strip()
+    end = line.find(". ")
+    return line[: end + 1] if end >= 0 else line
 
 
 @contextlib.contextmanager

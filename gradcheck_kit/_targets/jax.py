@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import CheckInputError, Target
+from ._base import CheckInputError, Target, call_fn
 
-__all__ = ["JaxTarget"]
+__all__ = ["JaxTarget", "vjp_function"]
 
 
 def _x64(enabled: bool):
@@ -27,7 +27,14 @@ def _x64(enabled: bool):
 
 
 def _is_float(x: Any) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+    """Whether `x` is a floating-point array or number; other leaves (strings, None,
+    Python objects) are static arguments, passed through unchanged."""
+    if isinstance(x, (str, bytes)):
+        return False
+    try:
+        return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+    except (TypeError, ValueError):
+        return False
 
 
 class JaxTarget(Target):
@@ -65,7 +72,10 @@ class JaxTarget(Target):
         devices = getattr(first, "devices", None)
         self.device = str(next(iter(devices()))) if callable(devices) else "cpu"
 
-        outs = self._outputs(self.base, native=True)
+        # Float64 inputs are evaluated in float64 (x64 enabled for the call), never
+        # truncated to float32 by jax's default configuration.
+        with self._context(native=True):
+            outs = self._outputs(self.base, native=True)
         self._out_index = [k for k, o in enumerate(outs) if _is_float(o)]
         if len(self._out_index) < len(outs):
             self.notes.append("non-floating outputs are not differentiated")
@@ -95,6 +105,7 @@ class JaxTarget(Target):
                     "the function does not return float64 for float64 inputs, so finite "
                     f"differences run in {self.native_dtype}"
                 )
+        self._probe()
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool) -> list[Any]:
@@ -175,3 +186,33 @@ class JaxTarget(Target):
         with self._context(native):
             leaves = self._args(xs, native)
             return self.hand_written_grad(*jax.tree_util.tree_unflatten(self._treedef, leaves))
+
+
+# -- second order ----------------------------------------------------------------------
+def vjp_function(
+    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """`(inputs..., v) -> J(inputs)^T v` through `jax.vjp`, and its inputs."""
+    n = len(inputs)
+    out = call_fn(fn, inputs)
+    for leaf in jax.tree_util.tree_leaves(out):
+        try:
+            floating = jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise CheckInputError(
+                f"fn returned a {type(leaf).__name__} output; gradgradcheck needs "
+                f"floating-point arrays only"
+            )
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        grad_outputs = jax.tree_util.tree_map(
+            lambda o: jnp.asarray(rng.standard_normal(np.shape(o)), dtype=jnp.result_type(o)), out
+        )
+
+    def vjp(*args: Any) -> Any:
+        _, pullback = jax.vjp(fn, *args[:n])
+        return pullback(args[n])
+
+    return vjp, tuple(inputs) + (grad_outputs,)

@@ -21,14 +21,22 @@ class NumpyTarget(Target):
             raise CheckInputError(
                 "numpy inputs need grad=: numpy has no automatic differentiation, so pass the "
                 "hand-written gradient as gradcheck(fn, inputs, grad=grad_fn), where "
-                "grad_fn(*inputs) returns one gradient per input"
+                "grad_fn(*inputs) returns one gradient per input. For a jax function, pass jax "
+                "arrays instead (jnp.asarray(x)); for a torch function, tensors with "
+                "requires_grad=True"
             )
         super().__init__(grad)
         self._fn = fn
         arrays = []
-        for i, x in enumerate(inputs):
-            a = np.asarray(x)
+        self._args_in = [np.asarray(x) for x in inputs]
+        # Integer and bool arrays (class labels, masks) are constants passed through as
+        # given, once some input is floating point.
+        any_float = any(a.dtype.kind == "f" or a.dtype.name == "bfloat16" for a in self._args_in)
+        self._diff: list[int] = []
+        for i, a in enumerate(self._args_in):
             if a.dtype.kind in "iub":
+                if any_float:
+                    continue
                 raise CheckInputError(
                     f"inputs[{i}] has dtype {a.dtype}; gradients are only defined for floating "
                     f"point. Pass inputs[{i}].astype(np.float64)"
@@ -43,8 +51,15 @@ class NumpyTarget(Target):
                     f"inputs[{i}] has dtype {a.dtype}, which is not a floating-point array"
                 )
             arrays.append(a)
+            self._diff.append(i)
+        if len(self._diff) < len(self._args_in):
+            self.grad_positions = (self._diff, len(self._args_in))
+            self.notes.append(
+                "integer and bool inputs are constants: they are passed as given and not "
+                "differentiated"
+            )
         self._dtypes = [a.dtype for a in arrays]
-        self.input_names = [f"inputs[{i}]" for i in range(len(arrays))]
+        self.input_names = [f"inputs[{i}]" for i in self._diff]
         self.native_dtypes = [a.dtype.name for a in arrays]
         self.base = [a.astype(np.float64) for a in arrays]
         self.device = "cpu"
@@ -62,11 +77,14 @@ class NumpyTarget(Target):
                     f"the function raised with float64 inputs ({type(exc).__name__}), so "
                     f"finite differences run in {self.native_dtype}"
                 )
+        self._probe()
 
     def _cast(self, xs: Sequence[np.ndarray], native: bool) -> list[np.ndarray]:
-        if native or not self.promoted:
-            return [np.asarray(x, dtype=d).copy() for x, d in zip(xs, self._dtypes)]
-        return [np.array(x, dtype=np.float64) for x in xs]
+        args = [a.copy() for a in self._args_in]
+        for i, x, d in zip(self._diff, xs, self._dtypes):
+            dtype = d if native or not self.promoted else np.float64
+            args[i] = np.array(x, dtype=dtype)
+        return args
 
     @staticmethod
     def _scalar(out: Any) -> np.ndarray:

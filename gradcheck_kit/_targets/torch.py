@@ -7,9 +7,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import CheckInputError, Target
+from ._base import CheckInputError, Target, call_fn
 
-__all__ = ["TorchTarget"]
+__all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
 
 
 class TorchTarget(Target):
@@ -25,20 +25,24 @@ class TorchTarget(Target):
     ) -> None:
         super().__init__(grad)
         self._fn = fn
-        self._inputs = tuple(inputs)
+        # Tensors inside nested tuples, lists and dicts of the inputs (a parameter dict) are
+        # checked like top-level ones: the inputs are seen as their leaves, named by path.
+        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs")
+        self._names = [name for name, _ in leaves]
+        self._inputs = tuple(leaf for _, leaf in leaves)
         self._diff: list[int] = []
         for i, x in enumerate(self._inputs):
             if not isinstance(x, torch.Tensor):
                 continue
             if x.layout != torch.strided:
                 raise CheckInputError(
-                    f"inputs[{i}] has layout {x.layout}; only dense tensors are checked. "
-                    f"Pass inputs[{i}].to_dense() instead"
+                    f"{self._names[i]} has layout {x.layout}; only dense tensors are checked. "
+                    f"Pass {self._names[i]}.to_dense() instead"
                 )
             if x.is_complex() and x.requires_grad:
                 raise CheckInputError(
-                    f"inputs[{i}] is complex ({x.dtype}); complex inputs are not checked yet. "
-                    f"Check torch.view_as_real(inputs[{i}]) as a real input instead"
+                    f"{self._names[i]} is complex ({x.dtype}); complex inputs are not checked yet. "
+                    f"Check torch.view_as_real({self._names[i]}) as a real input instead"
                 )
             if x.requires_grad or (grad is not None and x.is_floating_point()):
                 self._diff.append(i)
@@ -52,9 +56,9 @@ class TorchTarget(Target):
             ):
                 i = integer[0]
                 raise CheckInputError(
-                    f"inputs[{i}] is an integer tensor ({self._inputs[i].dtype}), and only "
+                    f"{self._names[i]} is an integer tensor ({self._inputs[i].dtype}), and only "
                     f"floating-point tensors have gradients. Convert it with "
-                    f"inputs[{i}].double().requires_grad_()"
+                    f"{self._names[i]}.double().requires_grad_()"
                 )
             raise CheckInputError(
                 "no input requires grad, so there is no gradient to check. Call "
@@ -63,20 +67,27 @@ class TorchTarget(Target):
         for i in self._diff:
             if self._inputs[i].device.type == "meta":
                 raise CheckInputError(
-                    f"inputs[{i}] is on the meta device, which holds no values to "
+                    f"{self._names[i]} is on the meta device, which holds no values to "
                     f"differentiate at; create it on cpu or cuda"
                 )
         diff = [self._inputs[i] for i in self._diff]
-        self.input_names = [f"inputs[{i}]" for i in self._diff]
+        self.input_names = [self._names[i] for i in self._diff]
         self.native_dtypes = [str(x.dtype).replace("torch.", "") for x in diff]
         self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
         self.device = str(diff[0].device)
         self._grad_in_forward = grad_in_forward
-        self._no_grad_known = False
         self._native_ok = True
 
         outs = self._raw_outputs(self.base, native=True, track=True)
         self._check_outputs(outs)
+        if grad is not None and (len(outs) != 1 or outs[0].numel() != 1):
+            shapes = [tuple(o.shape) for o in outs]
+            raise CheckInputError(
+                f"with a hand-written grad= the function must return one scalar, and it "
+                f"returned {len(outs)} output(s) of shapes {shapes}; reduce it to a scalar "
+                f"loss first (e.g. lambda *a: fn(*a).sum()), or drop grad= to check torch's "
+                f"own backward"
+            )
         self._n_outputs = len(outs)
         self.output_names = (
             ["output"] if len(self._out_index) == 1 and self._single_output
@@ -85,6 +96,7 @@ class TorchTarget(Target):
         self.output_shapes = [tuple(outs[k].shape) for k in self._out_index]
         self.native_outputs = [self._to_numpy(outs[k]) for k in self._out_index]
         self._decide_promotion()
+        self._probe()
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool, requires_grad: bool = False):
@@ -93,16 +105,23 @@ class TorchTarget(Target):
         made = []
         for i, x in zip(self._diff, xs):
             dtype = torch.float64 if promote else self._inputs[i].dtype
-            # A copy: torch.as_tensor would share memory with the engine's base point,
-            # and a function that writes to its input would move that point.
-            t = torch.tensor(np.asarray(x, dtype=np.float64)).to(
-                device=self._inputs[i].device, dtype=dtype
-            )
+            # A copy (torch.as_tensor would share memory with the engine's base point, and a
+            # function that writes to its input would move that point), laid out as the
+            # caller's tensor: a backward that assumes contiguous memory must meet a
+            # transposed input as it would for the caller.
+            t = _like(self._inputs[i], dtype)
+            with torch.no_grad():
+                t.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64)))
             if requires_grad:
                 t.requires_grad_(True)
             args[i] = t
             made.append(t)
         for i, x in enumerate(self._inputs):
+            if isinstance(x, torch.Generator):
+                # Each evaluation draws from a copy in the caller's state: the same numbers
+                # at every perturbed input, and the caller's generator is not advanced.
+                args[i] = generator_copy(x)
+                continue
             if i in self._diff or not isinstance(x, torch.Tensor):
                 continue
             # A copy, so that a function that writes to its inputs cannot change the caller's.
@@ -113,26 +132,20 @@ class TorchTarget(Target):
         return args, made
 
     def _raw_outputs(self, xs, native: bool, track: bool = False):
-        """The function's outputs at `xs`; with `track`, the inputs require grad."""
+        """The function's outputs at `xs`; with `track`, the inputs require grad.
+
+        Grad mode stays enabled as it is for the caller: under `torch.no_grad()` PyTorch
+        takes other code paths (the nested-tensor fast path of `nn.TransformerEncoder`
+        zeroes padded positions). Inputs that do not require grad build no graph, so this
+        costs little.
+        """
         args, _ = self._args(xs, native, requires_grad=track)
-        if track or self._grad_in_forward:
-            with torch.enable_grad():
-                return self._flatten(self._fn(*args))
-        if self._no_grad_known:
-            with torch.no_grad():
-                return self._flatten(self._fn(*args))
-        try:
-            with torch.no_grad():
-                outs = self._flatten(self._fn(*args))
-        except Exception:
-            # Some functions differentiate internally; run them with grad enabled. Only the
-            # first call tells, so that a later failure is the function's own.
-            self._grad_in_forward = True
-            args, _ = self._args(xs, native)
-            with torch.enable_grad():
-                return self._flatten(self._fn(*args))
-        self._no_grad_known = True
-        return outs
+        with torch.enable_grad():
+            return self._flatten(self._fn(*self._rebuild(args)))
+
+    def _rebuild(self, leaves: Sequence[Any]) -> list[Any]:
+        """The positional arguments, with `leaves` put back into the inputs' containers."""
+        return list(_unflatten(self._structure, iter(leaves)))
 
     def _flatten(self, out: Any) -> list[Any]:
         self._single_output = isinstance(out, torch.Tensor)
@@ -218,7 +231,7 @@ class TorchTarget(Target):
     def _vjps(self, cotangent_sets, native):
         args, made = self._args(self.base, native, requires_grad=True)
         with torch.enable_grad():
-            outs = self._flatten(self._fn(*args))
+            outs = self._flatten(self._fn(*self._rebuild(args)))
         checked = [outs[k] for k in self._out_index]
         results = []
         for n, cots in enumerate(cotangent_sets):
@@ -240,38 +253,118 @@ class TorchTarget(Target):
         return results
 
     def _jvp(self, tangents):
+        # Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: functorch's
+        # wrapped tensors crash the process when the function calls Module.to(...), and
+        # importing torch.func's transforms costs a second on the first check.
+        try:
+            return self._dual_jvp(tangents)
+        except Exception:
+            if not _load_jvp_decompositions():
+                raise
+            # A few ops (torch.trace, backward ops run inside the function) get their
+            # forward-mode rule from decompositions that torch registers on demand.
+            return self._dual_jvp(tangents)
+
+    def _dual_jvp(self, tangents):
+        import torch.autograd.forward_ad as fwAD
+
         args, made = self._args(self.base, native=False)
-
-        def on_diff(*diff):
+        with fwAD.dual_level(), torch.enable_grad():
             full = list(args)
-            for i, d in zip(self._diff, diff):
-                full[i] = d
-            outs = self._flatten(self._fn(*full))
-            return tuple(outs[k] for k in self._out_index)
-
-        tans = tuple(
-            torch.as_tensor(t).to(device=m.device, dtype=m.dtype) for t, m in zip(tangents, made)
-        )
-        _, out_tangents = torch.func.jvp(on_diff, tuple(made), tans)
-        return [self._to_numpy(t) for t in out_tangents]
+            for i, m, t in zip(self._diff, made, tangents):
+                tangent = torch.empty_like(m)
+                tangent.copy_(torch.from_numpy(np.asarray(t, dtype=np.float64)))
+                full[i] = _make_dual(m, tangent, fwAD._current_level)
+            outs = self._flatten(self._fn(*self._rebuild(full)))
+            results = []
+            for k in self._out_index:
+                primal, tangent = fwAD.unpack_dual(outs[k])
+                results.append(
+                    np.zeros(tuple(primal.shape)) if tangent is None else self._to_numpy(tangent)
+                )
+        return results
 
     def _call_grad(self, xs, native):
         args, _ = self._args(xs, native)
-        return self.hand_written_grad(*args)
+        return self.hand_written_grad(*self._rebuild(args))
 
 
-def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
+def _flatten_inputs(x: Any, name: str, depth: int = 0) -> tuple[Any, list[tuple[str, Any]]]:
+    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf."""
+    if depth < 8 and type(x) in (tuple, list):
+        parts = [_flatten_inputs(v, f"{name}[{k}]", depth + 1) for k, v in enumerate(x)]
+        return (type(x), [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
+    if depth < 8 and type(x) is dict:
+        keys = list(x)
+        parts = [_flatten_inputs(x[k], f"{name}[{k!r}]", depth + 1) for k in keys]
+        return (dict, keys, [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
+    return None, [(name, x)]
+
+
+def _unflatten(structure: Any, leaves: Any) -> Any:
+    if structure is None:
+        return next(leaves)
+    if structure[0] is dict:
+        _, keys, parts = structure
+        return {k: _unflatten(p, leaves) for k, p in zip(keys, parts)}
+    kind, parts = structure
+    return kind(_unflatten(p, leaves) for p in parts)
+
+
+def generator_copy(g: torch.Generator) -> torch.Generator:
+    """A new generator on `g`'s device, in `g`'s current state."""
+    copy = torch.Generator(device=g.device)
+    copy.set_state(g.get_state())
+    return copy
+
+
+def _like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor with `x`'s shape, device and strides, in `dtype`."""
+    if x.is_contiguous() or any(st == 0 for sz, st in zip(x.shape, x.stride()) if sz > 1):
+        # Contiguous, or expanded (stride 0): an expanded input's elements share memory, so
+        # they could not be perturbed one at a time; those get fresh contiguous memory.
+        return torch.empty(x.shape, dtype=dtype, device=x.device)
+    return torch.empty_strided(tuple(x.shape), tuple(x.stride()), dtype=dtype, device=x.device)
+
+
+def _make_dual(primal: torch.Tensor, tangent: torch.Tensor, level: int) -> torch.Tensor:
+    # torch.autograd.forward_ad.make_dual first imports decompositions compiled with
+    # torch.jit.script (deprecation warnings, a quarter second); they are loaded only
+    # where a forward-mode rule is missing (see `_load_jvp_decompositions`).
+    try:
+        from torch._functorch.predispatch import _make_dual as make
+    except ImportError:  # older torch
+        return torch._VF._make_dual(primal, tangent, level=level)
+    return make(primal, tangent, level=level)
+
+
+def _load_jvp_decompositions() -> bool:
+    """Register torch's forward-mode decompositions; False when they already were."""
+    import sys
+    import warnings
+
+    name = "torch._decomp.decompositions_for_jvp"
+    if name in sys.modules:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+    return True
+
+
+def module_state_keeper(fn: Callable[..., Any], inputs: Sequence[Any] = ()) -> Callable[[], None]:
     """Give the modules `fn` reaches private copies of their buffers; return a restorer.
 
     Running a module in training mode updates buffers (BatchNorm's running statistics)
     on every forward; a check calls the forward many times. Swapping in copies for the
     duration leaves the caller's buffer tensors untouched, their version counters too.
-    Modules are found where functions usually hold them: `fn` itself, a bound method's
-    object, closure cells, default arguments, `functools.partial` arguments and the
-    globals the function's code names.
+    Modules are found where functions hold them: `fn` itself, the inputs, a bound
+    method's object and its attributes, closure cells, default arguments,
+    `functools.partial` arguments, the globals the function's code names, and, within
+    those, lists, tuples, dicts and plain objects' attributes, a few levels deep.
     """
     swapped = []
-    for module in _reachable_modules(fn):
+    for module in _reachable_modules(fn, inputs):
         for sub in module.modules():
             for name, buf in list(sub._buffers.items()):
                 if buf is not None:
@@ -285,23 +378,51 @@ def module_state_keeper(fn: Callable[..., Any]) -> Callable[[], None]:
     return restore
 
 
-def _reachable_modules(fn: Any) -> list[torch.nn.Module]:
+# How deep the search for modules goes into containers and attributes, and how many objects
+# it visits at most: enough for a model held in a dict of an object's attribute, bounded
+# for functions whose globals reach large object graphs.
+_SEARCH_DEPTH = 5
+_SEARCH_LIMIT = 20000
+
+
+def _reachable_modules(fn: Any, inputs: Sequence[Any] = ()) -> list[torch.nn.Module]:
     import functools
+    import types
 
     found: dict[int, torch.nn.Module] = {}
-    candidates: list[Any] = [fn, getattr(fn, "__self__", None)]
-    if isinstance(fn, functools.partial):
-        candidates += [fn.func, *fn.args, *fn.keywords.values()]
-        fn = fn.func
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        candidates += [c.cell_contents for c in (fn.__closure__ or ()) if _has_contents(c)]
-        candidates += list(fn.__defaults__ or ())
-        globals_ = getattr(fn, "__globals__", {})
-        candidates += [globals_[n] for n in code.co_names if n in globals_]
-    for c in candidates:
-        if isinstance(c, torch.nn.Module):
-            found[id(c)] = c
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(fn, 0), *((x, 0) for x in inputs)]
+    while stack and len(seen) < _SEARCH_LIMIT:
+        obj, depth = stack.pop()
+        if id(obj) in seen or depth > _SEARCH_DEPTH:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            found[id(obj)] = obj
+            continue  # module.modules() covers its children
+        if isinstance(obj, (torch.Tensor, str, bytes, int, float, complex, bool, type(None))):
+            continue
+        children: list[Any] = []
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            children = list(obj)
+        elif isinstance(obj, dict):
+            children = list(obj.values())
+        elif isinstance(obj, functools.partial):
+            children = [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, types.MethodType):
+            children = [obj.__self__, obj.__func__]
+        elif isinstance(obj, types.FunctionType):
+            children = [c.cell_contents for c in (obj.__closure__ or ()) if _has_contents(c)]
+            children += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
+            globals_ = obj.__globals__
+            children += [globals_[n] for n in obj.__code__.co_names if n in globals_]
+        elif isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType)):
+            continue  # imported packages and classes: not where a model's instance lives
+        else:
+            attrs = getattr(obj, "__dict__", None)
+            if isinstance(attrs, dict):
+                children = list(attrs.values())
+        stack.extend((c, depth + 1) for c in children)
     return list(found.values())
 
 
@@ -311,3 +432,84 @@ def _has_contents(cell: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- second order ----------------------------------------------------------------------
+def vjp_function(
+    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """`(inputs..., v...) -> J(inputs)^T v` built with `create_graph=True`, and its inputs."""
+    diff = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+    if not diff:
+        raise CheckInputError(
+            "no input requires grad, so there is no gradient to check. Call "
+            ".requires_grad_() on the tensors whose gradients should be checked"
+        )
+    first = [
+        x.detach().requires_grad_(True) if k in diff
+        else generator_copy(x) if isinstance(x, torch.Generator) else x
+        for k, x in enumerate(inputs)
+    ]
+    # This call is outside the check proper: it too must leave buffers and generators as
+    # they were.
+    restore = module_state_keeper(fn, inputs)
+    try:
+        with torch.enable_grad():
+            outs = call_fn(fn, first)
+    finally:
+        restore()
+    outs = _torch_outputs(outs)
+    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
+    if not float_outs:
+        raise CheckInputError(
+            "fn returns no floating-point tensor, so it has no derivative to differentiate again"
+        )
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        grad_outputs = tuple(
+            torch.as_tensor(rng.standard_normal(outs[k].shape)).to(dtype=outs[k].dtype, device=outs[k].device)
+            for k in float_outs
+        )
+    else:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, torch.Tensor) else tuple(grad_outputs)
+        if len(grad_outputs) != len(float_outs) or not all(
+            isinstance(g, torch.Tensor) and g.shape == outs[k].shape
+            for g, k in zip(grad_outputs, float_outs)
+        ):
+            raise CheckInputError(
+                f"grad_outputs must hold one tensor per floating-point output of fn, of that "
+                f"output's shape: {[tuple(outs[k].shape) for k in float_outs]}"
+            )
+    grad_outputs = tuple(g.detach().clone().requires_grad_(True) for g in grad_outputs)
+    n = len(inputs)
+
+    def vjp(*args: Any) -> tuple[Any, ...]:
+        xs = list(args[:n])
+        vs = args[n:]
+        with torch.enable_grad():
+            leaves = []
+            for k in diff:
+                if not xs[k].requires_grad:
+                    xs[k] = xs[k].detach().requires_grad_(True)
+                leaves.append(xs[k])
+            out = _torch_outputs(fn(*xs))
+            pairs = [(out[k], v) for k, v in zip(float_outs, vs) if out[k].requires_grad]
+            if not pairs:
+                return tuple(torch.zeros_like(x) for x in leaves)
+            grads = torch.autograd.grad(
+                [o for o, _ in pairs], leaves, [v for _, v in pairs],
+                create_graph=True, allow_unused=True,
+            )
+        return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
+
+    return vjp, tuple(inputs) + grad_outputs
+
+
+def _torch_outputs(outs: Any) -> tuple[Any, ...]:
+    outs = (outs,) if isinstance(outs, torch.Tensor) else outs
+    if not isinstance(outs, (tuple, list)) or not all(isinstance(o, torch.Tensor) for o in outs):
+        raise CheckInputError(
+            f"fn returned {type(outs).__name__}; gradgradcheck needs a tensor or a tuple or "
+            f"list of tensors"
+        )
+    return tuple(outs)
