@@ -166,7 +166,12 @@ def check_device_names(values: Iterable[Any], *, argument: str) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def _devices(framework: str) -> tuple[str, ...]:
+    from ._targets.imports import installed
+
     if framework == "torch":
+        if not installed("torch"):
+            # Without torch, the devices are those of jax (or the cpu alone).
+            return _devices("jax")
         import torch
 
         found = ["cpu"]
@@ -177,6 +182,8 @@ def _devices(framework: str) -> tuple[str, ...]:
             found.append("mps")
         return tuple(found)
     if framework == "jax":
+        if not installed("jax"):
+            return ("cpu",)
         import jax
 
         found = ["cpu"]
