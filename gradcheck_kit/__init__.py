@@ -6,13 +6,17 @@ first time a check needs it.
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-from ._check import gradcheck, gradgradcheck
-from ._reference import CompareReport, ReferenceMismatch, compare
 from ._report import Comparison, ComparisonKind, Element, GradientMismatch, InconclusiveCheck, Report
-from ._targets import CheckInputError
-from ._tolerance import ToleranceModel
+
+if TYPE_CHECKING:
+    from ._check import gradcheck, gradgradcheck
+    from ._crosscheck import CrossCheckReport, CrossCheckRow, crosscheck
+    from ._reference import CompareReport, ReferenceMismatch, compare
+    from ._targets import CheckInputError
+    from ._tolerance import ToleranceModel
 
 __version__ = "0.1.0"
 
@@ -35,13 +39,24 @@ __all__ = [
     "gradgradcheck",
 ]
 
-# Names whose modules pull in reference_models (and through it numpy-heavy setup): loaded
-# on first use so that `import gradcheck_kit` stays cheap for the pytest plugin.
+# Loaded on first use: the checks import numpy, and the cross-check pulls in
+# reference_models; `import gradcheck_kit.pytest_plugin` must stay free of both.
 _LAZY = {
+    "gradcheck": "._check",
+    "gradgradcheck": "._check",
+    "compare": "._reference",
+    "CompareReport": "._reference",
+    "ReferenceMismatch": "._reference",
+    "CheckInputError": "._targets",
+    "ToleranceModel": "._tolerance",
     "crosscheck": "._crosscheck",
     "CrossCheckReport": "._crosscheck",
     "CrossCheckRow": "._crosscheck",
 }
+# Exceptions show up in users' tracebacks and hypothesis reports: they carry the public
+# module's name, under which they are importable.
+GradientMismatch.__module__ = __name__
+InconclusiveCheck.__module__ = __name__
 
 
 def __getattr__(name: str) -> Any:
@@ -49,5 +64,17 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module = importlib.import_module(_LAZY[name], __name__)
-        return getattr(module, name)
+        value = getattr(module, name)
+        globals()[name] = value
+        # Any of these modules loads `_targets`, whose CheckInputError a check may raise.
+        targets = sys.modules.get(__name__ + "._targets")
+        if targets is not None:
+            targets.CheckInputError.__module__ = __name__
+        if name == "ReferenceMismatch":
+            value.__module__ = __name__
+        return value
     raise AttributeError(f"module 'gradcheck_kit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

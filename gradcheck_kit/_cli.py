@@ -1,7 +1,8 @@
 """`python -m gradcheck_kit`: `verify` the cross-check matrix, `list` it, `check` one function.
 
 Exit status: 0 when everything agrees, 1 when anything disagrees, 2 for a usage error
-(an unknown name, a module that fails to import, a malformed option).
+(an unknown name, a module that fails to import, a malformed option, a report path that
+cannot be written), 3 when a report could not be written after the checks ran.
 
 The options come from `gradcheck_kit._options.OPTIONS`, shared with the pytest plugin;
 `verify` runs `gradcheck_kit._verify`, the code behind `pytest --gradcheck-verify`, and
@@ -24,13 +25,14 @@ import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ._options import add_argparse_options, to_pytest_args
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+PROG = "gradcheck-kit"
 
 
 class UsageError(Exception):
@@ -55,17 +57,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.command(args)
     except UsageError as exc:
-        print(f"gradcheck-kit {args.command_name}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.command_name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ReportWriteError as exc:
+        print(f"{PROG} {args.command_name}: error: {exc}", file=sys.stderr)
+        return EXIT_IO
+
+
+class ReportWriteError(Exception):
+    """A report that could not be written after the checks ran (exit status 3)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with close matches suggested for a misspelt option."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+
+        if message.startswith("unrecognized arguments:"):
+            parsers = [self] + [
+                sub for action in self._actions
+                if isinstance(action, argparse._SubParsersAction)
+                for sub in action.choices.values()
+            ]
+            known = list(dict.fromkeys(
+                s for p in parsers for action in p._actions for s in action.option_strings
+            ))
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                flag = word.split("=", 1)[0]
+                close = difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+                # Two letters swapped is the likeliest slip: such a match comes first.
+                close.sort(key=lambda c: sorted(c) != sorted(flag))
+                if flag.startswith("-") and close:
+                    hints.append(f"{flag}: did you mean {close[0]}?")
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
+        super().error(message)
+
+
+def _prepare_report_paths(args: argparse.Namespace) -> None:
+    """Create report directories and check the paths can be written, before any check."""
+    from ._records import ReportPathError, prepare_report_path
+
+    for attribute, option in (("report", "--json"), ("junit_xml", "--junit-xml")):
+        path = getattr(args, attribute, None)
+        if path:
+            try:
+                prepare_report_path(path, option=option)
+            except ReportPathError as exc:
+                raise UsageError(str(exc)) from None
+
+
+def _writing(option: str, path: str, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise ReportWriteError(
+            f"{option} {path!r} could not be written ({exc.strerror or exc}); the checks "
+            f"ran, their verdicts are above."
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m gradcheck_kit",
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
         description="Gradient checks you can trust: verify the reference models, list "
-        "them, or check one function.",
+        "them, or check one function (also run as `python -m gradcheck_kit`).",
     )
-    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(
+        title="commands", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     verify = commands.add_parser(
         "verify",
         help="cross-check every reference model x implementation x oracle",
@@ -101,8 +166,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ._verify import CheckRecord, VerifyError, plan, run, write_json
+    from ._records import CheckRecord, write_json
+    from ._verify import VerifyError, plan, run
 
+    _prepare_report_paths(args)
     user_modules = _import_modules(args.modules)
     selection = {
         "models": args.models,
@@ -134,9 +201,15 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"{len(records)} checks, {failed} failed, {wall_s:.1f} s")
     options = {**selection, "jobs": args.jobs, "modules": args.modules}
     if args.report:
-        write_json(args.report, records, seed=args.seed, command="verify", options=options)
+        _writing("--json", args.report, lambda: write_json(
+            args.report, records, seed=args.seed, command="verify", options=options, wall_s=wall_s
+        ))
     if args.junit_xml:
-        write_junit(args.junit_xml, records, elapsed_s=wall_s)
+        _writing("--junit-xml", args.junit_xml, lambda: write_junit(
+            args.junit_xml, records, elapsed_s=wall_s, properties={
+                "seed": args.seed, "profile": args.profile or "standard",
+            },
+        ))
     return EXIT_DISAGREE if failed else EXIT_OK
 
 
@@ -280,21 +353,44 @@ def format_table(records: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def write_junit(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]], *, elapsed_s: float) -> None:
-    """Write the records as JUnit XML: one testsuite, a testcase per check."""
+def write_junit(
+    path: str | os.PathLike[str],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    elapsed_s: float,
+    properties: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the records as JUnit XML: one testsuite, a testcase per check.
+
+    The suite carries the host name, a timestamp with its time zone and `<properties>`:
+    `properties` (seed, profile) and the library versions.
+    """
+    import datetime
+    import socket
+
+    from ._records import _library_versions
+
     failures = sum(1 for r in records if not r["passed"])
     suites = ET.Element("testsuites", name="gradcheck_kit", tests=str(len(records)),
                         failures=str(failures), errors="0", time=f"{elapsed_s:.3f}")
     suite = ET.SubElement(
         suites, "testsuite", name="gradcheck_kit.verify", tests=str(len(records)),
         failures=str(failures), errors="0", skipped="0", time=f"{elapsed_s:.3f}",
-        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        hostname=socket.gethostname(),
     )
+    props = ET.SubElement(suite, "properties")
+    values = {**(properties or {}), **{
+        f"version.{name}": version for name, version in _library_versions().items() if version
+    }}
+    for name, value in values.items():
+        ET.SubElement(props, "property", name=str(name), value=str(value))
     for r in records:
         case = ET.SubElement(
             suite, "testcase",
             classname=".".join(p for p in ("gradcheck_kit.verify", r.get("model"), r.get("implementation")) if p),
             name=r["id"], time=f"{float(r.get('elapsed_s') or 0.0):.3f}",
+            file=_model_file(r.get("model")),
         )
         if r.get("margin") is not None:
             ET.SubElement(case, "system-out").text = (
@@ -306,7 +402,21 @@ def write_junit(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any
                 case, "failure", message=message.splitlines()[0], type=f"{r['kind']} disagreement"
             )
             failure.text = message
+    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _model_file(model: str | None) -> str:
+    """The file that defines a built-in reference model, relative to the working
+    directory when under it ("" for models registered elsewhere)."""
+    if not model:
+        return ""
+    spec = importlib.util.find_spec(f"reference_models.{model}")
+    source = getattr(spec, "origin", None) if spec is not None else None
+    if not source or not os.path.exists(source):
+        return ""
+    relative = os.path.relpath(source)
+    return source if relative.startswith("..") else relative
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,9 +458,10 @@ def _check(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import gradcheck
-    from ._verify import CheckRecord, write_json
+    from ._records import CheckRecord, write_json
     from .strategies import as_framework_array
 
+    _prepare_report_paths(args)
     fn = _load_function(args.target)
     specs = [_input_spec(text) for text in args.inputs]
     rng = np.random.default_rng(args.seed)
@@ -365,8 +476,10 @@ def _check(args: argparse.Namespace) -> int:
     print(report)
     if args.report:
         record = CheckRecord.from_report(report, id=args.target, kind="gradcheck")
-        write_json(args.report, [record.to_dict()], seed=args.seed, command="check",
-                   options={"target": args.target, "inputs": args.inputs, "framework": args.framework})
+        _writing("--json", args.report, lambda: write_json(
+            args.report, [record.to_dict()], seed=args.seed, command="check",
+            options={"target": args.target, "inputs": args.inputs, "framework": args.framework},
+        ))
     return EXIT_OK if report else EXIT_DISAGREE
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +29,13 @@ __all__ = [
     "Profile",
     "add_argparse_options",
     "add_pytest_options",
+    "plugin_values",
     "available_devices",
     "check_dtypes",
     "device_available",
-    "load_hypothesis_profile",
+    "check_device_names",
+    "gradient_test_settings",
+    "register_hypothesis_profiles",
     "profile_named",
     "to_pytest_args",
 ]
@@ -84,23 +88,30 @@ def profile_named(name: str | None) -> Profile:
     return PROFILES["standard" if name is None else name]
 
 
-def load_hypothesis_profile(name: str) -> None:
-    """Register gradcheck_kit's hypothesis profiles and load the one named `name`.
+def gradient_test_settings(profile: Profile) -> dict[str, Any]:
+    """Hypothesis settings of a gradient test under `profile` (keyword arguments).
 
-    Gradient checks are slow per example, so neither profile has a deadline or complains
-    that data generation is slow; the thorough one prints reproduction blobs for CI logs.
+    Gradient checks are slow per example, so there is no deadline and no complaint that
+    data generation is slow; the thorough profile prints reproduction blobs for CI logs.
     """
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck
+
+    return {
+        "max_examples": profile.max_examples,
+        "deadline": None,
+        "suppress_health_check": [HealthCheck.too_slow],
+        "print_blob": profile.name == "thorough",
+    }
+
+
+def register_hypothesis_profiles() -> None:
+    """Register `gradcheck_kit.quick`, `gradcheck_kit.standard` and `gradcheck_kit.thorough`
+    as hypothesis profiles, for `pytest --hypothesis-profile gradcheck_kit.quick` or
+    `settings.load_profile(...)`. Registering loads none of them."""
+    from hypothesis import settings
 
     for profile in PROFILES.values():
-        settings.register_profile(
-            profile.hypothesis_profile,
-            max_examples=profile.max_examples,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-            print_blob=profile.name == "thorough",
-        )
-    settings.load_profile(profile_named(name).hypothesis_profile)
+        settings.register_profile(profile.hypothesis_profile, **gradient_test_settings(profile))
 
 
 def check_dtypes(values: Iterable[Any], *, argument: str) -> list[str]:
@@ -126,9 +137,41 @@ def check_dtypes(values: Iterable[Any], *, argument: str) -> list[str]:
     return names
 
 
+# Device kinds of torch and jax; an index may follow (`cuda:1`). Anything else is a
+# misspelling, which must stop the run rather than skip every test.
+DEVICE_KINDS = ("cpu", "cuda", "mps", "xpu", "tpu")
+_DEVICE_PATTERN = re.compile(rf"^({'|'.join(DEVICE_KINDS)})(:\d+)?$")
+
+
+def check_device_names(values: Iterable[Any], *, argument: str) -> list[str]:
+    """The device names in `values`, in order, without repeats; checked for spelling only.
+
+    Raises `ValueError` naming `argument` when a value is not a device name (`"gpu"`);
+    a well-formed name of a device this machine lacks (`"cuda:3"`) is accepted.
+    """
+    names: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _DEVICE_PATTERN.match(value):
+            hint = " (a GPU is 'cuda' or 'cuda:N')" if str(value).lower().startswith("gpu") else ""
+            raise ValueError(
+                f"{argument} contains {value!r}, which is not a device name{hint}. Use "
+                f"{', '.join(DEVICE_KINDS)}, optionally with an index such as cuda:1."
+            )
+        if value not in names:
+            names.append(value)
+    if not names:
+        raise ValueError(f"{argument} is empty; name one or more devices, such as cpu.")
+    return names
+
+
 @functools.lru_cache(maxsize=None)
 def _devices(framework: str) -> tuple[str, ...]:
+    from ._targets.imports import installed
+
     if framework == "torch":
+        if not installed("torch"):
+            # Without torch, the devices are those of jax (or the cpu alone).
+            return _devices("jax")
         import torch
 
         found = ["cpu"]
@@ -139,6 +182,8 @@ def _devices(framework: str) -> tuple[str, ...]:
             found.append("mps")
         return tuple(found)
     if framework == "jax":
+        if not installed("jax"):
+            return ("cpu",)
         import jax
 
         found = ["cpu"]
@@ -185,6 +230,13 @@ def _dtype_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _device_list(text: str) -> list[str]:
+    try:
+        return check_device_names(_comma_list(text), argument="the device list")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -213,6 +265,7 @@ class Option:
     - `plugin`: the pytest flag, or `None` for a command-line-only option.
     - `commands`: the subcommands of `python -m gradcheck_kit` that take it.
     - `arguments`: keyword arguments of `argparse`'s `add_argument`, shared by both.
+    - `verify_only`: the plugin's flag matters only with `--gradcheck-verify`.
     """
 
     dest: str
@@ -221,6 +274,46 @@ class Option:
     plugin: str | None
     commands: tuple[str, ...] = ("verify",)
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    verify_only: bool = False
+
+    @property
+    def ini(self) -> str:
+        """The name of the plugin's ini-file option (`gradcheck_devices`, ...)."""
+        return PLUGIN_DEST_PREFIX + self.dest
+
+    @property
+    def plugin_help(self) -> str:
+        note = " [only with --gradcheck-verify]" if self.verify_only else ""
+        return f"{self.help}{note}; ini option: {self.ini}"
+
+    @property
+    def is_list(self) -> bool:
+        return self.arguments.get("action") in ("extend", "append")
+
+    def parse_ini(self, value: Any) -> Any:
+        """The value of the ini option's raw `value`, as the flag would give it.
+
+        Raises `ValueError` naming the ini option when the value is malformed.
+        """
+        convert = self.arguments.get("type", lambda text: text)
+        choices = self.arguments.get("choices")
+        try:
+            if self.arguments.get("action") == "store_true":
+                return bool(value)
+            if self.is_list:
+                items: list[Any] = []
+                for text in value:
+                    converted = convert(text)
+                    items += converted if self.arguments.get("action") == "extend" else [converted]
+                return items or None
+            converted = convert(value)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ValueError(f"ini option {self.ini} = {value!r}: {exc}") from None
+        if choices is not None and converted not in choices:
+            raise ValueError(
+                f"ini option {self.ini} = {value!r}: use one of {', '.join(map(str, choices))}"
+            )
+        return converted
 
 
 _LIST = {"action": "extend", "type": _comma_list, "default": None}
@@ -229,12 +322,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "models", "reference models to verify, repeatable or comma-separated (default: all)",
         "--model", "--gradcheck-models", arguments={**_LIST, "metavar": "NAME"},
+        verify_only=True,
     ),
     Option(
         "implementations",
         "implementations to verify, repeatable or comma-separated (default: all)",
         "--implementation", "--gradcheck-implementations",
-        arguments={**_LIST, "metavar": "NAME"},
+        arguments={**_LIST, "metavar": "NAME"}, verify_only=True,
     ),
     Option(
         "dtypes", "dtypes to check, repeatable or comma-separated (default: float64,float32)",
@@ -244,12 +338,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "devices", "devices to check, repeatable or comma-separated (default: every "
         "available device)", "--device", "--gradcheck-devices",
-        arguments={**_LIST, "metavar": "DEVICE"},
+        arguments={**_LIST, "type": _device_list, "metavar": "DEVICE"},
     ),
     Option(
         "examples", "hypothesis-drawn examples per model, beside the doc example "
         "(default: set by the profile)", "--examples", "--gradcheck-examples",
         arguments={"type": _non_negative_int, "default": None, "metavar": "N"},
+        verify_only=True,
     ),
     Option(
         "seed", "seed of the drawn examples and of the random probes (default: 0)",
@@ -257,9 +352,11 @@ OPTIONS: tuple[Option, ...] = (
         arguments={"type": int, "default": 0, "metavar": "SEED"},
     ),
     Option(
-        "profile", "quick for development, thorough for CI (default: in between)",
+        "profile", "quick for development, thorough for CI (default: standard, in between); "
+        "sets the extent of verify and the examples of hypothesis tests that use the "
+        "gradcheck fixture",
         "--profile", "--gradcheck-profile",
-        arguments={"choices": ("quick", "thorough"), "default": None},
+        arguments={"choices": tuple(PROFILES), "default": None},
     ),
     Option(
         "report", "write every check with its figures as JSON to PATH",
@@ -314,11 +411,42 @@ def add_pytest_options(parser: Any) -> None:
     """Add the plugin's options to pytest's `parser` (in `pytest_addoption`)."""
     group = parser.getgroup("gradcheck_kit", "gradient checks (gradcheck_kit)")
     for option in OPTIONS:
-        if option.plugin is not None:
-            group.addoption(
-                option.plugin, dest=PLUGIN_DEST_PREFIX + option.dest, help=option.help,
-                **option.arguments,
-            )
+        if option.plugin is None:
+            continue
+        # The flag's own default is None (or False), so that an unset flag falls back to
+        # the ini option, and that to the option's default (`plugin_values`).
+        arguments = dict(option.arguments)
+        if arguments.get("action") != "store_true":
+            arguments["default"] = None
+        group.addoption(
+            option.plugin, dest=PLUGIN_DEST_PREFIX + option.dest, help=option.plugin_help,
+            **arguments,
+        )
+        ini_type = "bool" if arguments.get("action") == "store_true" else (
+            "args" if option.is_list else "string"
+        )
+        parser.addini(option.ini, option.plugin_help, type=ini_type, default=None)
+
+
+def plugin_values(getoption: Any, getini: Any) -> dict[str, Any]:
+    """Every plugin option's value (by `dest`): the flag, else the ini option, else the
+    default. `getoption` and `getini` are pytest's `config.getoption` and `config.getini`.
+
+    Raises `ValueError` for a malformed ini value.
+    """
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.plugin is None:
+            continue
+        value = getoption(PLUGIN_DEST_PREFIX + option.dest)
+        if value is None or value is False:
+            raw = getini(option.ini)
+            if raw not in (None, "", []):
+                value = option.parse_ini(raw)
+        if value is None:
+            value = option.arguments.get("default")
+        values[option.dest] = value
+    return values
 
 
 def to_pytest_args(values: Mapping[str, Any]) -> list[str]:

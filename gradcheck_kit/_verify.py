@@ -8,28 +8,22 @@ claims. `plan` enumerates the cases, `run_case` runs one and returns a `CheckRec
 functions, so they check exactly the same things.
 
 Records of every kind (verify cases and the plugin's `gradcheck` calls) share one JSON
-document, written by `write_json`, with a versioned schema.
+document with a versioned schema; records, the document and the summary live in
+`gradcheck_kit._records` (re-exported here).
 
 This module imports reference_models, hypothesis and the frameworks only inside functions.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import math
-import os
-import platform
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._options import DEFAULT_DTYPES, available_devices, check_dtypes, device_available, profile_named
-from ._report import _json_float
+from ._records import SCHEMA, SCHEMA_VERSION, CheckRecord, results_document, summary_lines, write_json
 
 if TYPE_CHECKING:
     from .strategies import ModelExample
@@ -48,8 +42,6 @@ __all__ = [
     "write_json",
 ]
 
-SCHEMA = "gradcheck_kit.results"
-SCHEMA_VERSION = 1
 CROSSCHECK = "crosscheck"
 FIDELITY_PREFIX = "fidelity:"
 # The reference models define their examples in these dtypes only.
@@ -93,64 +85,6 @@ class VerifyCase:
         if self.check == CROSSCHECK:
             return f"{self.model}-{self.dtype}-{self.device}-{self.label}"
         return f"{self.model}-{self.check}"
-
-
-@dataclass
-class CheckRecord:
-    """The outcome of one check, as reported, summarised and written to JSON.
-
-    `error`, `tolerance` and `margin` (`error / tolerance`) are those of the check's
-    tightest comparison; `None` for checks that are not a comparison (doc claims).
-    `message` is the readable verdict of a failure; `details` holds the full figures.
-    """
-
-    id: str
-    kind: str
-    passed: bool
-    error: float | None = None
-    tolerance: float | None = None
-    margin: float | None = None
-    elapsed_s: float = 0.0
-    model: str | None = None
-    implementation: str | None = None
-    check: str | None = None
-    dtype: str | None = None
-    device: str | None = None
-    example: dict[str, Any] | None = None
-    message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_report(cls, report: Any, *, id: str, kind: str) -> CheckRecord:
-        """The record of a `gradcheck_kit.Report`."""
-        tightest = max(report.comparisons, key=lambda c: c.margin, default=None)
-        return cls(
-            id=id,
-            kind=kind,
-            passed=report.passed,
-            error=None if tightest is None else tightest.error,
-            tolerance=None if tightest is None else tightest.tolerance,
-            margin=None if tightest is None else tightest.margin,
-            elapsed_s=report.elapsed_s,
-            dtype=report.dtype,
-            device=report.device,
-            message="" if report.passed else str(report),
-            details=report.to_dict(),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("error", "tolerance", "margin"):
-            out[key] = _json_float(out[key])
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CheckRecord:
-        values = dict(data)
-        for key in ("error", "tolerance", "margin"):
-            if isinstance(values.get(key), str):
-                values[key] = float(values[key])
-        return cls(**values)
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,109 +375,3 @@ def _fidelity_record(case: VerifyCase) -> CheckRecord:
         message="" if result.passed else str(result),
         details=result.to_dict(),
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Summaries and the JSON document.
-
-
-def summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Lines for a terminal: counts, the tightest margin, and each failure."""
-    total = len(records)
-    failed = [r for r in records if not r["passed"]]
-    passing = [r for r in records if r["passed"] and _finite(r.get("margin"))]
-    lines = [f"{total} check{'s' if total != 1 else ''}, {len(failed)} failed"]
-    if passing:
-        tight = max(passing, key=lambda r: float(r["margin"]))
-        lines.append(
-            f"tightest margin among passing checks: {float(tight['margin']):.3g} "
-            f"(error {float(tight['error']):.3e} vs tolerance {float(tight['tolerance']):.3e}) "
-            f"in {tight['id']}"
-        )
-    # One line per failing test or case (a hypothesis test records every example).
-    by_id: dict[str, list[Mapping[str, Any]]] = {}
-    for r in failed:
-        by_id.setdefault(r["id"], []).append(r)
-    for id_, group in by_id.items():
-        compared = [r for r in group if r.get("margin") is not None]
-        if compared:
-            worst = max(compared, key=lambda r: float(r["margin"]))
-            figures = (
-                f"error {float(worst['error']):.3e} vs tolerance {float(worst['tolerance']):.3e} "
-                f"(margin {float(worst['margin']):.3g})"
-            )
-        else:
-            message = group[0].get("message") or "failed"
-            figures = message.splitlines()[0]
-        more = f" [{len(group)} failing checks]" if len(group) > 1 else ""
-        lines.append(f"FAILED {id_}: {figures}{more}")
-    return lines
-
-
-def results_document(
-    records: Sequence[Mapping[str, Any]],
-    *,
-    seed: int,
-    command: str,
-    options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The versioned JSON document of a run: tool and library versions, machine, seed,
-    options, a summary and every check with its figures."""
-    failed = sum(1 for r in records if not r["passed"])
-    margins = [float(r["margin"]) for r in records if _finite(r.get("margin"))]
-    from . import __version__
-
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "gradcheck_kit", "version": __version__, "command": command},
-        "libraries": _library_versions(),
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_implementation() + " " + platform.python_version(),
-        },
-        "seed": seed,
-        "options": dict(options or {}),
-        "summary": {
-            "checks": len(records),
-            "passed": len(records) - failed,
-            "failed": failed,
-            "worst_margin": max(margins, default=None),
-            "elapsed_s": sum(float(r.get("elapsed_s") or 0.0) for r in records),
-        },
-        "checks": list(records),
-    }
-
-
-def write_json(
-    path: str | os.PathLike[str],
-    records: Sequence[Mapping[str, Any]],
-    *,
-    seed: int,
-    command: str,
-    options: Mapping[str, Any] | None = None,
-) -> None:
-    """Write `results_document(...)` to `path`."""
-    document = results_document(records, seed=seed, command=command, options=options)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-
-def _library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
-    # Installed versions from package metadata: reading them imports no framework.
-    for dist in ("numpy", "torch", "jax", "jaxlib", "hypothesis", "pytest", "pytest-xdist"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -364,8 +364,9 @@ def as_framework_array(
     _check_framework(framework)
     name = check_dtypes([dtype], argument="dtype")[0]
     if framework == "torch":
-        import torch
+        from ._targets.imports import import_framework
 
+        torch = import_framework("torch", needed_for="framework='torch'")
         tensor = torch.from_numpy(values).to(device=device, dtype=getattr(torch, name))
         return tensor.contiguous().requires_grad_(requires_grad)
     if framework == "jax":
@@ -383,7 +384,9 @@ def as_framework_array(
 
 
 def _jax_array(values: np.ndarray, name: str, device: str) -> Any:
-    import jax
+    from ._targets.imports import import_framework
+
+    jax = import_framework("jax", needed_for="framework='jax'")
     import jax.numpy as jnp
 
     platform, _, index = device.partition(":")

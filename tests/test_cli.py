@@ -207,7 +207,8 @@ def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
 ) -> None:
     import xml.etree.ElementTree as ET
 
-    json_path, junit_path = tmp_path / "verify.json", tmp_path / "verify.xml"
+    # In directories that do not exist yet: created as pytest's --junitxml does.
+    json_path, junit_path = tmp_path / "out" / "verify.json", tmp_path / "junit" / "verify.xml"
     status = main(["verify", "--model", "graph_e", "--model", "linear_w", "--profile", "quick",
                    "--seed", "3", "--json", str(json_path), "--junit-xml", str(junit_path)])
     out, err = capsys.readouterr()
@@ -227,7 +228,10 @@ def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
     assert document["schema"] == "gradcheck_kit.results" and document["schema_version"] == 1
     assert document["seed"] == 3 and document["tool"]["command"] == "verify"
     assert document["libraries"]["torch"] and document["libraries"]["jax"]
-    assert document["machine"]["cpu_count"] >= 1
+    assert document["machine"]["cpu_count"] >= 1 and document["machine"]["hostname"]
+    assert "git_commit" in document
+    # Wall time of the run, not the sum of the checks' times (cases of a group share work).
+    assert document["summary"]["elapsed_s"] >= document["summary"]["checks_s"] * 0.5
     assert document["summary"] == {**document["summary"], "checks": total, "failed": 0}
     check = document["checks"][0]
     assert check["kind"] == "crosscheck" and check["passed"]
@@ -239,6 +243,11 @@ def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
     (suite,) = suites
     cases = suite.findall("testcase")
     assert suite.get("tests") == str(total) == str(len(cases)) and suite.get("failures") == "0"
+    assert suite.get("hostname") and suite.get("timestamp")[-6] in "+-"
+    properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert properties["seed"] == "3" and properties["profile"] == "quick"
+    assert properties["version.torch"]
+    assert all(c.get("file") in (f"reference_models/{c.get('classname').split('.')[2]}.py",) for c in cases)
     assert {c.get("classname") for c in cases} == {
         f"gradcheck_kit.verify.{m}.{i}" for m, impls in implementations.items() for i in impls
     }
@@ -271,12 +280,47 @@ def test_a_broken_implementation_fails_alone_and_the_run_goes_on(
         (["--implementation", "torch_autgrad"], "Did you mean 'torch_autograd'"),
         (["--dtype", "bfloat16"], "dtype 'bfloat16' cannot be verified"),
         (["--device", "cuda:3"], "device 'cuda:3' is not available on this machine"),
+        (["--device", "gpu"], "'gpu', which is not a device name (a GPU is 'cuda' or 'cuda:N')"),
+        (["--modle", "graph_e"], "--modle: did you mean --model?"),
         (["--module", "no_such_module_here"], "importing module 'no_such_module_here' failed"),
     ],
 )
 def test_verify_usage_errors_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_version_and_program_name(capsys: pytest.CaptureFixture[str]) -> None:
+    import gradcheck_kit
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gradcheck-kit {gradcheck_kit.__version__}"
+    assert main(["verify", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: gradcheck-kit verify")
+
+
+def test_an_unwritable_report_path_fails_before_any_check(
+    ops_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for argv in (
+        ["check", f"{ops_module}:smooth", "--input", "3", "--input", "3", "--json", str(blocker / "r.json")],
+        ["verify", "--model", "graph_e", "--junit-xml", str(blocker / "r.xml")],
+    ):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert "cannot be written" in err and str(blocker) in err
+        # Nothing ran: no verdict was printed.
+        assert out == ""
+
+
+def test_check_writes_json_into_a_new_directory(
+    ops_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "new" / "dir" / "check.json"
+    assert main(["check", f"{ops_module}:smooth", "--input", "3", "--input", "3", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["checks"][0]["passed"]
 
 
 @pytest.mark.slow

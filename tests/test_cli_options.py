@@ -12,6 +12,7 @@ from gradcheck_kit._options import (
     add_argparse_options,
     available_devices,
     device_available,
+    plugin_values,
     to_pytest_args,
 )
 from test_plugin import PLUGIN
@@ -49,10 +50,12 @@ def test_cli_values_reach_the_plugin_unchanged(pytester: pytest.Pytester) -> Non
 def test_defaults_agree_between_front_ends(pytester: pytest.Pytester) -> None:
     cli = vars(_verify_parser().parse_args([]))
     config = pytester.parseconfig(*PLUGIN)
+    # An unset flag falls back to the ini option, and that to the shared default.
+    values = plugin_values(config.getoption, config.getini)
     for option in OPTIONS:
         if option.cli is not None and option.plugin is not None and "verify" in option.commands:
-            assert config.getoption(PLUGIN_DEST_PREFIX + option.dest) == cli[option.dest]
-    assert config.getoption("gradcheck_verify") is False
+            assert values[option.dest] == cli[option.dest], option.dest
+    assert values["verify"] is False
 
 
 @pytest.mark.parametrize(
@@ -62,9 +65,15 @@ def test_defaults_agree_between_front_ends(pytester: pytest.Pytester) -> None:
         (["--examples", "-1"], "not a non-negative integer"),
         (["--profile", "slow"], "invalid choice"),
         (["--model", ","], "names nothing"),
+        (["--device", "gpu"], "not a device name"),
+        (["--profile", "standard", "--device", "cpu,cuda:0,tpu:1,mps"], None),
     ],
 )
-def test_malformed_values_are_usage_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_values_are_usage_errors(args: list[str], message: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    if message is None:  # well-formed, whether or not this machine has the devices
+        values = _verify_parser().parse_args(args)
+        assert values.profile == "standard" and values.devices == ["cpu", "cuda:0", "tpu:1", "mps"]
+        return
     with pytest.raises(SystemExit) as exit_info:
         _verify_parser().parse_args(args)
     assert exit_info.value.code == 2

@@ -10,9 +10,14 @@ import textwrap
 from importlib import metadata
 from pathlib import Path
 
+import numpy  # noqa: F401
 import pytest
 
 import gradcheck_kit
+
+# numpy is imported here, before any in-process pytester run: those runs unload the modules
+# first imported during them, and numpy's extension cannot be loaded twice in a process
+# (`import gradcheck_kit` itself no longer imports numpy).
 
 PROJECT_ROOT = Path(gradcheck_kit.__file__).resolve().parents[1]
 
@@ -65,14 +70,14 @@ CUSTOM_FUNCTIONS = textwrap.dedent(
 
     def test_cube(gradcheck, gradcheck_dtype, gradcheck_device):
         torch.manual_seed(0)
-        x = torch.randn(6, dtype=getattr(torch, gradcheck_dtype), device=gradcheck_device,
+        x = torch.randn(6, dtype=gradcheck_dtype, device=gradcheck_device,
                         requires_grad=True)
         assert gradcheck(Cube.apply, x)
 
 
     def test_buggy_cube(gradcheck, gradcheck_dtype, gradcheck_device):
         torch.manual_seed(0)
-        x = torch.randn(6, dtype=getattr(torch, gradcheck_dtype), device=gradcheck_device,
+        x = torch.randn(6, dtype=gradcheck_dtype, device=gradcheck_device,
                         requires_grad=True)
         gradcheck(BuggyCube.apply, x)
     """
@@ -100,8 +105,9 @@ def test_correct_and_buggy_custom_functions(user_suite: pytest.Pytester, tmp_pat
     result.stdout.fnmatch_lines(["*GradientMismatch: gradcheck FAILED*"])
     result.stdout.fnmatch_lines([
         "*= gradcheck_kit =*",
-        "4 checks, 2 failed",
-        "tightest margin among passing checks: * in test_cube.py::test_cube*",
+        "4 tests with gradient checks: 2 failed, 2 passed",
+        "4 checks (hypothesis examples counted one by one), 2 disagreed",
+        "tightest error / tolerance among agreeing checks: * in test_cube.py::test_cube*",
         "FAILED test_cube.py::test_buggy_cube?cpu-float64?: error * vs tolerance *",
         f"report written to {report_path}",
     ])
@@ -137,16 +143,16 @@ def test_options_and_markers_select_devices_and_dtypes(user_suite: pytest.Pytest
             pass
 
         @pytest.mark.gradcheck_dtypes("float64")
-        def test_pinned_dtype(gradcheck_dtype):
-            assert gradcheck_dtype == "float64"
+        def test_pinned_dtype(gradcheck_dtype_name):
+            assert gradcheck_dtype_name == "float64"
 
         @pytest.mark.gradcheck_devices("cpu", "cuda:7")
         def test_pinned_devices(gradcheck_device):
             assert gradcheck_device in ("cpu", "cuda:7")
 
-        @pytest.mark.parametrize("gradcheck_dtype", ["float16"])
-        def test_user_parametrized(gradcheck_dtype):
-            assert gradcheck_dtype == "float16"
+        @pytest.mark.parametrize("gradcheck_dtype_name", ["float16"])
+        def test_user_parametrized(gradcheck_dtype_name):
+            assert gradcheck_dtype_name == "float16"
         """
     )
     result = user_suite.runpytest_subprocess(*PLUGIN, "-v", "--gradcheck-dtypes", "float32,bfloat16")
@@ -163,25 +169,92 @@ def test_options_and_markers_select_devices_and_dtypes(user_suite: pytest.Pytest
     assert "= gradcheck_kit =" not in result.stdout.str()
 
 
-def test_bad_options_and_markers_are_usage_errors(user_suite: pytest.Pytester) -> None:
+def test_a_bad_marker_is_the_error_of_its_test_alone(user_suite: pytest.Pytester) -> None:
     user_suite.makepyfile(
         test_bad="""
         import pytest
 
         @pytest.mark.gradcheck_dtypes("int32")
-        def test_x(gradcheck_dtype):
+        def test_bad_dtype(gradcheck_dtype):
+            pass
+
+        @pytest.mark.gradcheck_devices("gpu")
+        def test_bad_device(gradcheck_device):
+            pass
+
+        def test_fine(gradcheck_dtype_name):
             pass
         """
     )
     result = user_suite.runpytest(*PLUGIN)
-    result.stdout.fnmatch_lines([
-        "*ERROR collecting test_bad.py*",
-        "@pytest.mark.gradcheck_dtypes contains 'int32', which is not a floating dtype*",
-    ])
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result = user_suite.runpytest(*PLUGIN, "--gradcheck-dtypes", "float128")
-    result.stderr.fnmatch_lines(["*--gradcheck-dtypes*float128*"])
+    # The other tests of the file still run.
+    result.assert_outcomes(passed=2, errors=2)
+    text = result.stdout.str()
+    message = "@pytest.mark.gradcheck_dtypes contains 'int32', which is not a floating dtype"
+    assert text.count(message) == 1, text
+    assert "ERROR collecting" not in text
+    result.stdout.fnmatch_lines(["*'gpu', which is not a device name (a GPU is 'cuda' or 'cuda:N')*"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gradcheck-dtypes", "float128"], "*--gradcheck-dtypes*float128*"),
+        (["--gradcheck-devices", "gpu"], "*'gpu', which is not a device name*"),
+        (["--gradcheck-devices", "cpu,cdua:0"], "*'cdua:0', which is not a device name*"),
+    ],
+)
+def test_unknown_device_or_dtype_names_are_usage_errors(
+    user_suite: pytest.Pytester, args: list[str], message: str
+) -> None:
+    user_suite.makepyfile(test_x="def test_x(gradcheck_device):\n    pass\n")
+    result = user_suite.runpytest(*PLUGIN, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_ini_options_are_read_and_checked(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(
+        test_x="def test_x(gradcheck_dtype_name, gradcheck_device):\n    pass\n"
+    )
+    user_suite.makeini("[pytest]\ngradcheck_dtypes = float32\ngradcheck_devices = cpu\n")
+    result = user_suite.runpytest(*PLUGIN, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_x?cpu-float32? PASSED*"])
+    # The command line wins over the ini file.
+    result = user_suite.runpytest(*PLUGIN, "-v", "--gradcheck-dtypes", "float64")
+    result.stdout.fnmatch_lines(["*test_x?cpu-float64? PASSED*"])
+    user_suite.makeini("[pytest]\ngradcheck_devices = gpu\n")
+    result = user_suite.runpytest(*PLUGIN)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'gpu', which is not a device name*"])
+
+
+def test_help_says_which_options_need_verify_and_names_ini_options(user_suite: pytest.Pytester) -> None:
+    from gradcheck_kit._options import OPTIONS
+
+    result = user_suite.runpytest(*PLUGIN, "--help")
+    text = " ".join(result.stdout.str().split())
+    for option in OPTIONS:
+        if option.plugin is None:
+            continue
+        assert f"ini option: {option.ini}" in text, option.ini
+        assert f"{option.ini} (" in text or f"{option.ini}:" in text or option.ini in text
+    assert "[only with --gradcheck-verify]" in text
+    models_help = text[text.index("--gradcheck-models"):text.index("--gradcheck-implementations")]
+    assert "[only with --gradcheck-verify]" in models_help
+    dtypes_help = text[text.index("--gradcheck-dtypes"):text.index("--gradcheck-devices")]
+    assert "[only with --gradcheck-verify]" not in dtypes_help
+
+
+def test_an_unavailable_device_is_reported_in_the_summary(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(test_x="def test_x(gradcheck_device):\n    pass\n")
+    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-devices", "cpu,cuda:7")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*= gradcheck_kit =*",
+        "devices not available on this machine, their tests were SKIPPED: cuda:7 (available: cpu*)",
+    ])
 
 
 def test_hypothesis_test_with_strategies_and_a_profile(user_suite: pytest.Pytester) -> None:
@@ -193,13 +266,9 @@ def test_hypothesis_test_with_strategies_and_a_profile(user_suite: pytest.Pytest
         from gradcheck_kit import strategies as gst
 
 
-        def test_profile_is_loaded():
-            assert settings().max_examples == 10 and settings().deadline is None
-
-
         @given(x=gst.tensors(shape=gst.shapes(max_dims=2, max_side=3), kinks=(0.0,)))
         def test_relu(gradcheck, gradcheck_dtype, x):
-            assert gradcheck(torch.relu, x.to(getattr(torch, gradcheck_dtype)).detach().requires_grad_())
+            assert gradcheck(torch.relu, x.to(gradcheck_dtype).detach().requires_grad_())
 
 
         @given(x=gst.tensors(shape=gst.shapes(min_dims=1, max_dims=1, max_side=4)))
@@ -221,7 +290,7 @@ def test_hypothesis_test_with_strategies_and_a_profile(user_suite: pytest.Pytest
     result = user_suite.runpytest_subprocess(
         *PLUGIN, "--gradcheck-profile", "quick", "--gradcheck-dtypes", "float32", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=1, failed=1)
     # Hypothesis shrank the failing input to a minimal one: a single non-zero element.
     text = result.stdout.str()
     # Hypothesis names the minimal example "Falsifying example" (older releases) or
@@ -237,6 +306,182 @@ def test_hypothesis_test_with_strategies_and_a_profile(user_suite: pytest.Pytest
     assert float(value) != 0.0
     # Every example's check was recorded; the failures are listed by test.
     result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "FAILED test_property.py::test_wrong_derivative_is_found_and_shrunk: *"])
+
+
+HYPOTHESIS_SCOPE = """
+import torch
+from hypothesis import given, strategies as st
+
+from gradcheck_kit import strategies as gst
+
+calls = {"plain": 0, "gradient": 0}
+
+
+@given(st.integers())
+def test_plain(n):
+    calls["plain"] += 1
+
+
+@given(x=gst.tensors(shape=gst.shapes(max_dims=1, max_side=3)))
+def test_gradient(gradcheck, x):
+    calls["gradient"] += 1
+    gradcheck(torch.sin, x)
+
+
+def test_counts():
+    print("COUNTS", calls["plain"], calls["gradient"])
+"""
+
+
+@pytest.mark.parametrize(
+    "args, plain, gradient",
+    [
+        # Ours governs only the test that uses the gradcheck fixture.
+        (["--gradcheck-profile", "quick"], 100, 10),
+        # The user's profile wins everywhere, --gradcheck-profile or not.
+        (["--gradcheck-profile", "quick", "--hypothesis-profile", "mine"], 7, 7),
+        # Ours, registered under its name, selected as any hypothesis profile.
+        (["--hypothesis-profile", "gradcheck_kit.quick"], 10, 10),
+    ],
+)
+def test_our_hypothesis_profile_never_overrides_the_users(
+    user_suite: pytest.Pytester, args: list[str], plain: int, gradient: int
+) -> None:
+    user_suite.makeconftest(
+        "from hypothesis import settings\nsettings.register_profile('mine', max_examples=7)\n"
+    )
+    user_suite.makepyfile(test_scope=HYPOTHESIS_SCOPE)
+    result = user_suite.runpytest_subprocess(*PLUGIN, "-s", "-p", "no:randomly", *args)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"*COUNTS {plain} {gradient}*"])
+
+
+README_GIVEN = """
+import torch
+from datetime import timedelta
+from hypothesis import given, settings
+from gradcheck_kit import strategies as gst
+
+# The user's own settings (a deadline hypothesis would enforce) are kept: the first
+# check's one-off set-up must not count against the first example.
+@settings(deadline=timedelta(milliseconds=500), max_examples=5)
+@given(x=gst.tensors(shape=gst.shapes(max_dims=1, max_side=4)))
+def test_sin_with_a_deadline(gradcheck, x):
+    gradcheck(torch.sin, x)
+
+# The README's example.
+@given(x=gst.tensors(shape=gst.shapes(max_dims=2), kinks=(0.0,)))
+def test_relu(gradcheck, x):
+    gradcheck(torch.relu, x)
+"""
+
+
+def test_readme_given_example_meets_deadlines_in_a_fresh_process(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(test_readme=README_GIVEN)
+    # The test with a deadline runs first: it would pay the one-off set-up.
+    result = user_suite.runpytest_subprocess(*PLUGIN, "-p", "no:randomly")
+    assert result.ret == 0, result.stdout.str()
+    assert "DeadlineExceeded" not in result.stdout.str()
+
+
+def test_terminal_summary_follows_pytest_outcomes(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(
+        test_outcomes="""
+        import torch
+        from hypothesis import given, settings
+        from gradcheck_kit import strategies as gst
+
+        def test_expects_disagreement(gradcheck):
+            x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+            assert not gradcheck(lambda t: 2 * t.detach() * t, x, raise_exception=False)
+
+        def test_agrees(gradcheck):
+            x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+            gradcheck(torch.sin, x)
+
+        @settings(max_examples=4, database=None)
+        @given(x=gst.tensors(shape=gst.shapes(min_dims=1, max_dims=1, max_side=3)))
+        def test_many_examples(gradcheck, x):
+            gradcheck(torch.tanh, x)
+        """
+    )
+    result = user_suite.runpytest_subprocess(*PLUGIN, "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    text = result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "3 tests with gradient checks: 3 passed",
+        "* checks (hypothesis examples counted one by one), 1 disagreed",
+    ])
+    # A test pytest passed is never listed as failed.
+    assert "FAILED" not in text, text
+
+
+def test_report_in_a_missing_directory_is_created(user_suite: pytest.Pytester, tmp_path: Path) -> None:
+    user_suite.makepyfile(
+        test_x="""
+        def test_x(gradcheck):
+            import torch
+            gradcheck(torch.sin, torch.ones(2, dtype=torch.float64, requires_grad=True))
+        """
+    )
+    path = tmp_path / "not" / "yet" / "report.json"
+    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-report", str(path))
+    assert result.ret == 0
+    document = json.loads(path.read_text())
+    (check,) = document["checks"]
+    assert check["outcome"] == "passed" and check["test"] == "test_x.py::test_x"
+    assert document["machine"]["hostname"] and "elapsed_s" in document["summary"]
+    assert document["options"]["report"] == str(path)
+
+
+def test_an_unwritable_report_path_is_a_usage_error_before_running(
+    user_suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    user_suite.makepyfile(test_x="def test_x():\n    raise AssertionError('must not run')\n")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = user_suite.runpytest(*PLUGIN, "--gradcheck-report", str(blocker / "report.json"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gradcheck-report*cannot be written*"])
+    assert "must not run" not in result.stdout.str()
+
+
+def test_fixture_repr_and_public_exception_names(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(
+        test_x="""
+        import torch
+        import gradcheck_kit
+
+        def test_names(gradcheck, gradcheck_dtype, gradcheck_device):
+            assert repr(gradcheck) == "<gradcheck fixture, seed=0>"
+            assert gradcheck_dtype in (torch.float64, torch.float32)
+            x = torch.randn(4, dtype=gradcheck_dtype, device=gradcheck_device)
+            assert x.dtype == gradcheck_dtype
+            assert gradcheck_kit.GradientMismatch.__module__ == "gradcheck_kit"
+            assert gradcheck_kit.CheckInputError.__module__ == "gradcheck_kit"
+
+        def test_failure_names_the_public_exception(gradcheck):
+            x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+            gradcheck(lambda t: 2 * t.detach() * t, x)
+        """
+    )
+    result = user_suite.runpytest_subprocess(*PLUGIN, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*gradcheck_kit.GradientMismatch: gradcheck FAILED*"])
+    assert "gradcheck_kit._report" not in result.stdout.str()
+
+
+def test_numpy_modules_get_numpy_dtypes(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(
+        test_np="""
+        import numpy as np
+
+        def test_np(gradcheck_dtype, gradcheck_dtype_name):
+            assert np.zeros(2, dtype=gradcheck_dtype).dtype == np.dtype(gradcheck_dtype_name)
+        """
+    )
+    result = user_suite.runpytest_subprocess(*PLUGIN)
+    result.assert_outcomes(passed=2)
 
 
 def test_verify_collects_the_cross_check_suite_as_items(user_suite: pytest.Pytester, tmp_path: Path) -> None:
@@ -260,7 +505,8 @@ def test_verify_collects_the_cross_check_suite_as_items(user_suite: pytest.Pytes
     result.stdout.fnmatch_lines_random([
         f"gradcheck_kit-verify::{name.replace('[', '[[]')} PASSED*" for name in crosschecks + claims
     ])
-    result.stdout.fnmatch_lines([f"{len(crosschecks) + len(claims)} checks, 0 failed"])
+    n = len(crosschecks) + len(claims)
+    result.stdout.fnmatch_lines([f"{n} tests with gradient checks: {n} passed"])
     kinds = [c["kind"] for c in json.loads(report_path.read_text())["checks"]]
     assert kinds.count("crosscheck") == len(crosschecks) and kinds.count("fidelity") == len(claims)
     result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-verify", "--gradcheck-models", "graph")
@@ -276,6 +522,6 @@ def test_under_xdist_reports_from_every_worker_are_merged(user_suite: pytest.Pyt
         *PLUGIN, "-n", "2", "--gradcheck-report", str(report_path), "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "4 checks, 2 failed"])
+    result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "4 tests with gradient checks: 2 failed, 2 passed"])
     document = json.loads(report_path.read_text())
     assert len({c["id"] for c in document["checks"]}) == 4
