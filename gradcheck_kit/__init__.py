@@ -32,9 +32,9 @@ __all__ = [
 # Names whose modules pull in reference_models (and through it numpy-heavy setup): loaded
 # on first use so that `import gradcheck_kit` stays cheap for the pytest plugin.
 _LAZY = {
-    "crosscheck": "._crosscheck",
-    "CrossCheckReport": "._crosscheck",
-    "CrossCheckRow": "._crosscheck",
+    "crosscheck": "._matrix",
+    "CrossCheckReport": "._matrix",
+    "CrossCheckRow": "._matrix",
 }
 
 

@@ -277,11 +277,11 @@ def draw_examples(
 def _select(kind: str, requested: Sequence[str] | None, known: Sequence[str]) -> list[str]:
     if requested is None:
         return list(known)
-    from reference_models._registry import unknown_name_message
+    import reference_models
 
     for name in requested:
         if name not in known:
-            raise VerifyError(unknown_name_message(kind, name, list(known)))
+            raise VerifyError(reference_models.unknown_name_message(kind, name, list(known)))
     return list(dict.fromkeys(requested))
 
 
@@ -402,7 +402,7 @@ def _group_crosscheck(case: VerifyCase) -> tuple[Any, float]:
     if key in _GROUPS:
         _GROUPS.move_to_end(key)
         return _GROUPS[key]
-    from ._crosscheck import crosscheck
+    from ._matrix import crosscheck
 
     assert case.example is not None
     start = time.perf_counter()
