@@ -13,7 +13,7 @@ from ._report import Comparison, ComparisonKind, Element, GradientMismatch, Inco
 
 if TYPE_CHECKING:
     from ._check import gradcheck, gradgradcheck
-    from ._crosscheck import CrossCheckReport, CrossCheckRow, crosscheck
+    from ._matrix import CrossCheckReport, CrossCheckRow, crosscheck
     from ._reference import CompareReport, ReferenceMismatch, compare
     from ._targets import CheckInputError
     from ._tolerance import ToleranceModel
@@ -49,9 +49,9 @@ _LAZY = {
     "ReferenceMismatch": "._reference",
     "CheckInputError": "._targets",
     "ToleranceModel": "._tolerance",
-    "crosscheck": "._crosscheck",
-    "CrossCheckReport": "._crosscheck",
-    "CrossCheckRow": "._crosscheck",
+    "crosscheck": "._matrix",
+    "CrossCheckReport": "._matrix",
+    "CrossCheckRow": "._matrix",
 }
 # Exceptions show up in users' tracebacks and hypothesis reports: they carry the public
 # module's name, under which they are importable.

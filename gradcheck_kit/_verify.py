@@ -211,11 +211,11 @@ def draw_examples(
 def _select(kind: str, requested: Sequence[str] | None, known: Sequence[str]) -> list[str]:
     if requested is None:
         return list(known)
-    from reference_models._registry import unknown_name_message
+    import reference_models
 
     for name in requested:
         if name not in known:
-            raise VerifyError(unknown_name_message(kind, name, list(known)))
+            raise VerifyError(reference_models.unknown_name_message(kind, name, list(known)))
     return list(dict.fromkeys(requested))
 
 
@@ -250,8 +250,10 @@ def _devices(devices: Sequence[str] | None) -> list[str]:
 # Running.
 
 # Cross-checks of the last few groups: the cases of one group run one after another
-# (in order in one process, and on one worker under `--dist loadgroup`).
-_GROUPS: OrderedDict[tuple[str, tuple[str, ...]], tuple[Any, float]] = OrderedDict()
+# (in order in one process, and on one worker under `--dist loadgroup`). An entry is keyed
+# on everything its report depends on (`_group_key`), so a case of another seed, sizes or
+# dtype, or after an implementation was registered or replaced, never reads a stale one.
+_GROUPS: OrderedDict[tuple[Any, ...], tuple[Any, float]] = OrderedDict()
 _GROUPS_KEPT = 4
 
 
@@ -309,12 +311,32 @@ def _record(case: VerifyCase, *, passed: bool, **figures: Any) -> CheckRecord:
     )
 
 
+def _group_key(case: VerifyCase) -> tuple[Any, ...]:
+    """The cross-check's inputs: the example, and the model and implementation objects
+    themselves (held, so that an identity is never reused by a new object)."""
+    import reference_models
+
+    assert case.example is not None
+    model = reference_models.get(case.model)
+    example = case.example
+    return (
+        case.group,
+        case.peers,
+        (example.model, tuple(sorted(example.sizes.items())), example.seed),
+        (example.dtype, example.device),
+        model,
+        tuple(model.implementations.items()),
+        tuple(model.training_loops.items()),
+        model.training,
+    )
+
+
 def _group_crosscheck(case: VerifyCase) -> tuple[Any, float]:
-    key = (case.group, case.peers)
+    key = _group_key(case)
     if key in _GROUPS:
         _GROUPS.move_to_end(key)
         return _GROUPS[key]
-    from ._crosscheck import crosscheck
+    from ._matrix import crosscheck
 
     assert case.example is not None
     start = time.perf_counter()

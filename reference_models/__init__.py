@@ -24,6 +24,7 @@ loss, grads = model.implementations["numpy_manual"](params, data)
 
 from __future__ import annotations
 
+from ._arrays import cast
 from ._model import (
     Arrays,
     FidelityCheck,
@@ -32,12 +33,15 @@ from ._model import (
     ReferenceModel,
     Training,
     TrainingLoop,
+    check_dtype,
 )
 from ._registry import (
+    close_matches_hint,
     get,
     names,
     register_implementation,
     register_model,
+    unknown_name_message,
     unregister_implementation,
     unregister_model,
 )
@@ -51,12 +55,16 @@ __all__ = [
     "ReferenceModel",
     "Training",
     "TrainingLoop",
+    "cast",
+    "check_dtype",
+    "close_matches_hint",
     "get",
     "names",
     "register_implementation",
     "register_model",
     "sgd_steps",
     "train",
+    "unknown_name_message",
     "unregister_implementation",
     "unregister_model",
 ]

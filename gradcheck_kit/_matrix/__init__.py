@@ -1,0 +1,13 @@
+"""The cross-check matrix: every implementation of every reference model, checked.
+
+The only layer of gradcheck_kit that imports `reference_models`, and only its public
+names. `crosscheck` compares one example's implementations with each other and with the
+oracles; `run_fidelity` judges the doc claims the models state as data.
+"""
+
+from __future__ import annotations
+
+from ._crosscheck import crosscheck
+from ._results import CrossCheckReport, CrossCheckRow
+
+__all__ = ["CrossCheckReport", "CrossCheckRow", "crosscheck"]
