@@ -37,6 +37,7 @@ from ._comparisons import (
 )
 from ._localisation import Localisation, localise
 from ._oracles import finite_differences, forward_mode, reverse_mode
+from ._power import apply_power
 from ._probes import (
     BasePoint,
     draw_cotangents,
@@ -185,6 +186,13 @@ def run(target: Target, settings: Settings) -> Report:
             if found is not None:
                 comparisons[k] = _localised(comparisons[k], found, full=full)
 
+    # -- power: a reduced-precision check too weak to catch a 1% error in one element is
+    # inconclusive, not passed
+    power = apply_power(
+        point, comparisons, fd, failing=any(c.status == "failed" for c in comparisons),
+        enforce=not t.promoted and t.native_dtype != "float64",
+    )
+
     return Report(
         comparisons=comparisons,
         framework=t.framework,
@@ -198,6 +206,7 @@ def run(target: Target, settings: Settings) -> Report:
         forward_evals=t.forward_evals,
         notes=_unique(notes),
         errors=[],
+        power=power,
     )
 
 

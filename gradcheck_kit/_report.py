@@ -134,6 +134,10 @@ class Report:
     elapsed_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: The smallest relative error in one typical element's gradient that the check would
+    #: have detected (the weakest of its finite-difference comparisons; see `_power.py`);
+    #: `None` when no comparison defines one.
+    power: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -176,6 +180,7 @@ class Report:
             "forward_evals": self.forward_evals,
             "elapsed_s": self.elapsed_s,
             "worst_margin": _json_float(self.worst_margin),
+            "power": _json_float(self.power),
             "notes": list(self.notes),
             "errors": list(self.errors),
             "comparisons": [c.to_dict() for c in self.comparisons],
@@ -190,6 +195,11 @@ class Report:
             f"  cost: {self.function_evals} function, {self.backward_evals} backward, "
             f"{self.forward_evals} forward-mode evaluations; {self.elapsed_s:.3f} s",
         ]
+        if self.power is not None:
+            lines.append(
+                f"  power: {self.power:.2g} (smallest relative error in one typical element's "
+                f"gradient that this check detects)"
+            )
         lines += [f"  error: {e}" for e in self.errors]
         shown = self.failures or sorted(self.comparisons, key=lambda c: -c.margin)[:3]
         if self.failures:

@@ -1,0 +1,100 @@
+"""The power of a check: the smallest error in a gradient that it would have detected.
+
+A finite-difference comparison of input `i` and output `j` sets the probe
+`<g, v> = sum_k g_k v_k` (`g = J_j^T u_j`, the analytic vector-Jacobian product; `v` the
+probe direction) against finite differences, within a tolerance `tol`. Its contributions
+are `c_k = |g_k v_k|`. A relative error `r` in the gradient of one element changes the
+probe by `r c_k`, so the check catches it only if `r c_k > tol`. For a *typical* element
+the contribution is `typical = sum(c) / n_eff`, with `n_eff = sum(c)^2 / sum(c^2)` the
+effective number of elements that carry the probe (all `n` for equal contributions, 1 when
+one element dominates). The comparison's power is
+
+    power = tol / typical,
+
+the smallest relative error in one typical element's gradient that fails it: 1e-8 means an
+error of one part in 1e8 would be caught, 0.5 that an element's gradient could be off by
+half and pass. A report's power is the largest (weakest) over its finite-difference
+comparisons; a comparison whose gradient is zero (`sum(c) = 0`) has none.
+
+Rule: a check whose numeric side ran in a reduced precision (the function could not be
+promoted to float64: float32 tensors captured in a closure, fixed dtypes) and that is not
+otherwise failing, in which a finite-difference comparison has a power worse than
+`WEAK_POWER` (an error of 1% in one element would pass), does not pass: those comparisons
+are inconclusive, with the ways to reach a float64 check. float32 finite differences over
+many elements are too coarse to resolve one element. A float64 check is as strong as
+finite differences get, and every remedy leads to one: its power is reported, and a weak
+one (a gradient negligible next to the outputs' rounding, such as a saturated softmax) is
+not held against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._probes import BasePoint
+from ._report import Comparison
+
+__all__ = ["WEAK_POWER", "comparison_power", "apply_power"]
+
+#: A check that would let an error of this relative size in one typical element pass is
+#: too weak to pass.
+WEAK_POWER = 1e-2
+
+_FIX = (
+    "make the function dtype-generic (no float32 tensors or modules captured in closures, "
+    "no fixed dtype= arguments) so it can be checked in float64, pass the captured tensors "
+    "as inputs, or use gradcheck_kit.compare(fn, reference, inputs) with a float64-capable "
+    "reference"
+)
+
+
+def comparison_power(point: BasePoint, i: int, j: int, tolerance: float) -> float | None:
+    """`tolerance / typical contribution` for the probe of input `i`, output `j` (module
+    docstring); `None` when the gradient along the probe is zero."""
+    c = np.abs(np.asarray(point.grads[j][i], dtype=np.float64).ravel()
+               * np.asarray(point.v[i], dtype=np.float64).ravel())
+    total = float(c.sum())
+    if not total > 0 or not math.isfinite(total):
+        return None
+    n_eff = total**2 / float(np.dot(c, c))
+    return float(tolerance) / (total / n_eff)
+
+
+def apply_power(
+    point: BasePoint,
+    comparisons: list[Comparison],
+    fd: Mapping[tuple[int, int], int],
+    *,
+    failing: bool,
+    enforce: bool,
+) -> float | None:
+    """The report's power (the weakest over the finite-difference comparisons `fd`, which
+    maps `(input, output)` to an index in `comparisons`). Where `enforce` (the numeric side
+    is not float64) and the check is not `failing`, passing comparisons weaker than
+    `WEAK_POWER` are made inconclusive in place."""
+    powers: dict[int, float] = {}
+    for (i, j), k in fd.items():
+        p = comparison_power(point, i, j, comparisons[k].tolerance)
+        if p is not None and not math.isnan(p):
+            powers[k] = p
+    if not powers:
+        return None
+    if enforce and not failing:
+        for k, p in powers.items():
+            c = comparisons[k]
+            if c.passed and p > WEAK_POWER:
+                comparisons[k] = dataclasses.replace(
+                    c,
+                    passed=False,
+                    inconclusive=True,
+                    inconclusive_reason=(
+                        f"too weak to decide: power {p:.2g} (an error of {p:.2g} relative in "
+                        f"the gradient of one typical element would pass; a conclusive check "
+                        f"needs below {WEAK_POWER:g}); to fix, {_FIX}"
+                    ),
+                )
+    return max(powers.values())

@@ -1,0 +1,91 @@
+"""`Report.power`: what the check could have detected, and no pass for a check without power."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gradcheck_kit as gk
+
+
+def _captured_w32():
+    return torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_promoted_float64_check_has_tiny_power_shown_in_str_and_dict():
+    w = _captured_w32().double()
+    x = torch.randn(64, 64, dtype=torch.float64, requires_grad=True)
+    report = gk.gradcheck(lambda x: torch.tanh(x @ w).sum(), x, raise_exception=False)
+    assert report.status == "passed"
+    assert report.power is not None and 0 < report.power < 1e-6
+    assert "power:" in str(report)
+    assert report.to_dict()["power"] == pytest.approx(report.power)
+
+
+def test_float32_closure_check_is_inconclusive_with_fixes_named():
+    w32 = _captured_w32()  # float32 captured: the function cannot be promoted to float64
+    x = torch.randn(64, 64, requires_grad=True)
+    fn = lambda x: torch.tanh(x @ w32).sum()  # noqa: E731
+    report = gk.gradcheck(fn, x, raise_exception=False)
+    assert not report.promoted
+    assert not bool(report)
+    assert report.status == "inconclusive"
+    assert report.power > 1e-2
+    weak = [c for c in report.comparisons if c.inconclusive]
+    assert weak and all(c.kind is gk.ComparisonKind.FINITE_DIFFERENCES for c in weak)
+    with pytest.raises(gk.InconclusiveCheck) as info:
+        gk.gradcheck(fn, x)
+    assert not isinstance(info.value, gk.GradientMismatch)
+    message = str(info.value)
+    for fix in ("dtype-generic", "pass the captured tensors as inputs", "gradcheck_kit.compare"):
+        assert fix in message
+
+
+class _TanhMatmul(torch.autograd.Function):
+    """`tanh(x @ w)` with a backward off by `factor`."""
+
+    @staticmethod
+    def forward(ctx, x, w, factor):
+        y = torch.tanh(x @ w)
+        ctx.save_for_backward(y, w)
+        ctx.factor = factor
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, w = ctx.saved_tensors
+        return ctx.factor * (g * (1 - y * y)) @ w.T, None, None
+
+
+def test_float32_closure_check_with_factor_two_bug_still_fails():
+    w32 = _captured_w32()
+    x = torch.randn(64, 64, requires_grad=True)
+    report = gk.gradcheck(
+        lambda x: _TanhMatmul.apply(x, w32, 2.0).sum(), x, raise_exception=False
+    )
+    assert report.status == "failed"
+    with pytest.raises(gk.GradientMismatch):
+        gk.gradcheck(lambda x: _TanhMatmul.apply(x, w32, 2.0).sum(), x)
+
+
+def test_numpy_hand_written_gradient_in_float64_passes_with_finite_power():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20, 20))
+    x = rng.standard_normal(20)
+    report = gk.gradcheck(
+        lambda x: float(np.sum(np.sin(a @ x))),
+        (x,),
+        grad=lambda x: (a.T @ np.cos(a @ x),),
+        raise_exception=False,
+    )
+    assert report.status == "passed"
+    assert report.power is not None and math.isfinite(report.power) and report.power < 1e-6
+
+
+def test_zero_gradient_has_no_power_and_keeps_its_verdict():
+    x = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    report = gk.gradcheck(lambda x: (x * 0).sum(), x, raise_exception=False)
+    assert report.power is None
+    # Other rules may judge a function that ignores its input; this one has nothing to say.
+    assert not any("power" in (c.inconclusive_reason or "") for c in report.comparisons)
