@@ -9,29 +9,10 @@ import pytest
 import torch
 
 import gradcheck_kit as gk
+from custom_functions import scaled_sin
 from gradcheck_kit import GradientMismatch, Report
 
 FLOATS = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
-
-
-def scaled_backward(scale_at: int | None = None, factor: float = 1.0):
-    """A custom sin whose backward multiplies element `scale_at` of the gradient by `factor`."""
-
-    class Sin(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.sin()
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            out = (g * x.cos()).clone()
-            if scale_at is not None:
-                out.view(-1)[scale_at] *= factor
-            return out
-
-    return Sin.apply
 
 
 def rand(*shape, dtype=torch.float64, seed=0, requires_grad=True):
@@ -63,7 +44,7 @@ def test_correct_functions_pass_in_every_dtype(fn, dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
 def test_one_wrong_element_is_found_and_named(dtype):
-    fn = scaled_backward(scale_at=13, factor=1.5)
+    fn = scaled_sin(1.5, element=13)
     x = rand(4, 6, dtype=dtype)
     report = gk.gradcheck(fn, x, raise_exception=False)
     assert not report
@@ -74,7 +55,7 @@ def test_one_wrong_element_is_found_and_named(dtype):
 
 
 def test_a_tenth_of_a_percent_error_is_found_in_float32():
-    fn = scaled_backward(scale_at=7, factor=1.001)
+    fn = scaled_sin(1.001, element=7)
     x = rand(50, dtype=torch.float32)
     assert not gk.gradcheck(fn, x, raise_exception=False)
 
@@ -124,14 +105,14 @@ def test_a_wrong_relu_backward_at_a_kink_region_is_still_caught():
 
 def test_failure_raises_gradient_mismatch_with_the_report():
     with pytest.raises(GradientMismatch) as info:
-        gk.gradcheck(scaled_backward(0, -1.0), rand(3))
+        gk.gradcheck(scaled_sin(-1.0, element=0), rand(3))
     assert isinstance(info.value, AssertionError)
     assert isinstance(info.value.report, Report)
     assert "FAILED" in str(info.value) and "inputs[0]" in str(info.value)
 
 
 def test_report_is_json_serialisable_and_readable():
-    report = gk.gradcheck(scaled_backward(1, 2.0), rand(3, 2), raise_exception=False)
+    report = gk.gradcheck(scaled_sin(2.0, element=1), rand(3, 2), raise_exception=False)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["passed"] is False
     assert data["function_evals"] == report.function_evals > 0

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import gradcheck_kit as gk
+from custom_functions import scaled_sin
 
 
 def without_timing(report: gk.Report) -> dict:
@@ -25,28 +26,6 @@ def without_timing(report: gk.Report) -> dict:
     assert isinstance(data.pop("elapsed_s"), float)
     # Through JSON, so that a NaN somewhere cannot make two equal reports compare unequal.
     return json.loads(json.dumps(data))
-
-
-def scaled_sin(factor: float, *, element: int | None = None):
-    """sin with a backward scaled by `factor` (at one flat element, or everywhere)."""
-
-    class Sin(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.sin()
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            out = g * x.cos()
-            if element is None:
-                return out * factor
-            out = out.clone()
-            out.view(-1)[element] *= factor
-            return out
-
-    return Sin.apply
 
 
 def custom_vjp_sin(factor: float):
