@@ -26,11 +26,12 @@ torch users catch).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -651,13 +652,13 @@ def undefined_tangent_comparisons(
 # -- batched (vmap) rules ------------------------------------------------------------------
 
 
-def _quiet_vmap_warnings():
-    catcher = warnings.catch_warnings()
-    catcher.__enter__()
-    # The legacy batching fallback warns on every op without a rule; expected here.
-    warnings.filterwarnings("ignore", message="There is a performance drop")
-    warnings.filterwarnings("ignore", message="Please use `torch.vmap`")
-    return catcher
+@contextlib.contextmanager
+def _quiet_vmap_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # The legacy batching fallback warns on every op without a rule; expected here.
+        warnings.filterwarnings("ignore", message="There is a performance drop")
+        warnings.filterwarnings("ignore", message="Please use `torch.vmap`")
+        yield
 
 
 def batched_grad_comparisons(
@@ -691,12 +692,12 @@ def batched_grad_comparisons(
             ))
             continue
         expected = [torch.stack(shards) for shards in zip(*loop)]
-        catcher = _quiet_vmap_warnings()
         try:
-            batched = torch.autograd.grad(
-                o, diff, torch.stack(cots), retain_graph=True, allow_unused=True,
-                is_grads_batched=True,
-            )
+            with _quiet_vmap_warnings():
+                batched = torch.autograd.grad(
+                    o, diff, torch.stack(cots), retain_graph=True, allow_unused=True,
+                    is_grads_batched=True,
+                )
         except Exception as exc:
             comparisons.append(_failure(
                 check, _names(diff_idx), out_name,
@@ -705,8 +706,6 @@ def batched_grad_comparisons(
                 source="the batched backward must run",
             ))
             continue
-        finally:
-            catcher.__exit__(None, None, None)
         batched = _zero_fill(
             batched,
             [torch.zeros((BATCH_SIZE, *x.shape), dtype=x.dtype, device=x.device) for x in diff],
@@ -790,9 +789,9 @@ def batched_forward_grad_comparisons(
             comparisons.append(_forward_unavailable(check, [i], exc))
             continue
         expected = [torch.stack(shards) for shards in zip(*loop)]
-        catcher = _quiet_vmap_warnings()
         try:
-            batched = _as_tuple(vmap(jvp)(torch.stack(tangents)))
+            with _quiet_vmap_warnings():
+                batched = _as_tuple(vmap(jvp)(torch.stack(tangents)))
         except Exception as exc:
             comparisons.append(_failure(
                 check, f"inputs[{i}]", "all outputs",
@@ -801,8 +800,6 @@ def batched_forward_grad_comparisons(
                 source="the batched forward mode must run",
             ))
             continue
-        finally:
-            catcher.__exit__(None, None, None)
         comparisons += _batch_agreement(check, [i], f"inputs[{i}]", batched, expected, by="output")
     return comparisons
 
