@@ -400,6 +400,7 @@ class VerifyItem(pytest.Item):
     def __init__(self, *, case: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.record: dict[str, Any] | None = None
         # Cases that share a model, dtype, device and example share their oracles; under
         # `--dist loadgroup` they run on one worker, which computes the oracles once.
         if self.config.pluginmanager.hasplugin("xdist"):
@@ -412,7 +413,8 @@ class VerifyItem(pytest.Item):
             pytest.skip(f"device {self.case.device!r} is not available on this machine")
         record = run_case(self.case)
         record.test = self.nodeid
-        self.config.stash[_RECORDS].append(record.to_dict())
+        self.record = record.to_dict()
+        self.config.stash[_RECORDS].append(self.record)
         if not record.passed:
             raise VerifyFailure(record.message)
 
@@ -423,6 +425,16 @@ class VerifyItem(pytest.Item):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return _SUITE, None, self.name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    record = getattr(item, "record", None)
+    if call.when == "call" and record is not None:
+        # On the report, as JSON text: xdist carries a report's plain attributes from the
+        # worker to the controller, where `verify` shows its progress from them.
+        outcome.get_result().gradcheck_record = json.dumps(record)
 
 
 class VerifyFailure(AssertionError):
