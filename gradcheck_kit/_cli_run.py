@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -96,7 +97,10 @@ def run_suite(
         environment, modules
     ):
         ini = Path(tmp, "pytest.ini")
-        ini.write_text("[pytest]\n")
+        # xdist gives its workers the sys.path this interpreter started with, which lacks
+        # the user's modules (and this package, when run from a checkout): pytest's
+        # `pythonpath` adds them in every process.
+        ini.write_text("[pytest]\npythonpath = " + " ".join(shlex.quote(p) for p in _paths(modules)) + "\n")
         args = [
             tmp, "-c", str(ini), "--rootdir", tmp, "--noconftest",
             "-p", "gradcheck_kit.pytest_plugin", "-p", "no:terminal", "-p", "no:cacheprovider",
@@ -121,6 +125,16 @@ def run_suite(
     return run
 
 
+def _paths(modules: Sequence[Any]) -> list[str]:
+    """Where this package and the user's modules were imported from, and the working
+    directory."""
+    from ._cli import _import_root
+
+    paths = [os.getcwd(), str(Path(__file__).resolve().parents[1])]
+    paths += [_import_root(m) for m in modules]
+    return list(dict.fromkeys(p for p in paths if p))
+
+
 @contextmanager
 def _environment(environment: Mapping[str, str], modules: Sequence[Any]) -> Iterator[None]:
     """The process environment of the run, restored afterwards.
@@ -129,14 +143,11 @@ def _environment(environment: Mapping[str, str], modules: Sequence[Any]) -> Iter
     installed entry point cannot register this plugin twice, nor a user's plugin reorder
     the cases), and the paths this package and the user's modules were imported from.
     """
-    from ._cli import _import_root
-
     wanted = {**{k: os.environ.get(k, v) for k, v in environment.items()}}
     wanted["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    paths = [os.getcwd(), str(Path(__file__).resolve().parents[1])]
-    paths += [_import_root(m) for m in modules]
-    paths.append(os.environ.get("PYTHONPATH", ""))
-    wanted["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    wanted["PYTHONPATH"] = os.pathsep.join(
+        dict.fromkeys(p for p in [*_paths(modules), os.environ.get("PYTHONPATH", "")] if p)
+    )
     saved = {k: os.environ.get(k) for k in wanted}
     os.environ.update(wanted)
     try:
