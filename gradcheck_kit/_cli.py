@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.command(args)
+    except BrokenPipeError:
+        # The reader went away (`list | head`): stop quietly, as other tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written
+        return EXIT_DISAGREE
     except KeyboardInterrupt:
         # Outside the checks (while planning or writing): nothing partial to show.
         print(f"{PROG} {args.command_name}: interrupted", file=sys.stderr)
@@ -162,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
         "list", help="list the models, their implementations and sources"
     )
     add_argparse_options(listing, "list")
+    listing.add_argument("--json", action="store_true",
+                         help="print the models as JSON (name, file, sizes, implementations, claims)")
     listing.set_defaults(command=_list, command_name="list")
 
     check = commands.add_parser(
@@ -391,22 +397,63 @@ def _list(args: argparse.Namespace) -> int:
     import reference_models
 
     _import_modules(args.modules)
-    for name in reference_models.names():
-        model = reference_models.get(name)
-        print(f"{name}: {model.description}")
-        print(f"  source: {model.source}")
-        sizes = ", ".join(f"{k}={v}" for k, v in model.default_sizes.items())
+    models = [_model_entry(reference_models.get(name)) for name in reference_models.names()]
+    if args.json:
+        print(json.dumps({"models": models}, indent=1))
+        return EXIT_OK
+    for m in models:
+        print(f"{m['name']}: {m['description']}")
+        if m["file"]:
+            print(f"  defined in: {m['file']}")
+        if m["source"]:
+            print(f"  source: {m['source']}")
+        sizes = ", ".join(f"{k}={v}" for k, v in m["sizes"].items())
         print(f"  sizes: {sizes or '-'}")
-        for impl_name, impl in model.implementations.items():
-            print(f"  implementation {impl_name}: {_source_of(impl)}")
-        for claim in model.fidelity.values():
-            print(f"  claim {claim.name}: {claim.claim}")
+        for impl_name, where in m["implementations"].items():
+            print(f"  implementation {impl_name}: {where}")
+        for claim, text in m["claims"].items():
+            print(f"  claim {claim}: {text}")
     return EXIT_OK
 
 
+def _model_entry(model: Any) -> dict[str, Any]:
+    """What `list` says about one model (also its `--json` form)."""
+    return {
+        "name": model.name,
+        "description": model.description,
+        "file": _model_file(model.name) or None,
+        # The text a built-in model was ported from, when the installed package has it;
+        # a path into the development tree would name a file users do not have.
+        "source": _existing_source(model.source),
+        "sizes": dict(model.default_sizes),
+        "quick_sizes": dict(model.quick_sizes),
+        "implementations": {n: _source_of(i) for n, i in model.implementations.items()},
+        "claims": {c.name: c.claim for c in model.fidelity.values()},
+    }
+
+
+def _existing_source(source: str | None) -> str | None:
+    if not source:
+        return None
+    path = source.split(" (", 1)[0]
+    import reference_models
+
+    package = Path(reference_models.__file__).resolve().parent
+    for base in (package, package.parent):
+        if (base / path).is_file():
+            return source
+    # Not a path (a citation, a URL) unless it has a file's shape.
+    looks_like_a_path = "/" in path and not path.startswith(("http://", "https://"))
+    return None if looks_like_a_path else source
+
+
 def _source_of(obj: Any) -> str:
-    """`module:qualname` of a function, or of the function a style object wraps."""
+    """`module:qualname` of a function, or of the function a style object wraps; a lambda
+    is named by its module and line."""
     if isinstance(obj, (types.FunctionType, type)):
+        if obj.__name__ == "<lambda>":
+            line = getattr(getattr(obj, "__code__", None), "co_firstlineno", None)
+            return f"a lambda in {obj.__module__}" + (f", line {line}" if line else "")
         return f"{obj.__module__}:{obj.__qualname__}"
     wrapped = next((v for v in vars(obj).values() if isinstance(v, types.FunctionType)), None)
     if wrapped is None:

@@ -64,10 +64,33 @@ def test_list_prints_models_implementations_and_sources(capsys: pytest.CaptureFi
     for name in reference_models.names():
         model = reference_models.get(name)
         assert f"{name}: {model.description}" in out
-        assert f"  source: {model.source}" in out
+        assert f"  defined in: reference_models/{name}.py" in out
         for impl in model.implementations:
             assert f"  implementation {impl}: " in out
     assert "implementation numpy_manual: reference_models.two_layer_relu:numpy_manual" in out
+    # Every path it prints exists, and functions are named, never shown as reprs.
+    for line in out.splitlines():
+        if line.startswith(("  source: ", "  defined in: ")):
+            assert Path(line.split(": ", 1)[1].split(" (", 1)[0]).exists() or line.startswith("  source: ")
+    assert "<lambda>" not in out and " at 0x" not in out
+    assert "a lambda in reference_models.cubic_fit, line " in out
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--json"]) == 0
+    models = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert list(models) == reference_models.names()
+    relu = models["two_layer_relu"]
+    assert relu["sizes"] == dict(reference_models.get("two_layer_relu").default_sizes)
+    assert relu["implementations"]["numpy_manual"] == "reference_models.two_layer_relu:numpy_manual"
+    assert relu["claims"] and Path(relu["file"]).is_file()
+    import reference_models as package
+
+    root = Path(package.__file__).resolve().parent
+    for m in models.values():
+        # A source is given only when the installed package has that file.
+        assert m["source"] is None or (root / m["source"].split(" (")[0]).is_file() or (
+            root.parent / m["source"].split(" (")[0]).is_file()
 
 
 def test_check_passes_a_correct_function_and_writes_json(
