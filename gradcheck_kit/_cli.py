@@ -174,8 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="gradcheck one function: check MODULE:FUNCTION --input SHAPE[:DTYPE] ...",
         description="Gradcheck one function at random standard-normal inputs, e.g. "
-        "`check mypkg.ops:my_fn --input 3,4 --input 4:float32`. MODULE may also be a path "
-        "to a .py file.",
+        "`check mypkg.ops:my_fn --input 3,4 --input 4:float32`, or, with --reference, "
+        "compare a low-precision kernel with a reference: `check mypkg.ops:fused_rms "
+        "--reference mypkg.ref:rms --input 8,64:bfloat16`. MODULE may also be a path to a "
+        ".py file.",
     )
     check.add_argument("target", metavar="MODULE:FUNCTION", help="the function to check")
     add_argparse_options(check, "check")
@@ -480,16 +482,24 @@ def _check(args: argparse.Namespace) -> int:
         as_framework_array(rng.standard_normal(shape), dtype=dtype, device="cpu", framework=args.framework)
         for shape, dtype in specs
     ]
+    reference = _load_function(args.reference) if args.reference else None
     try:
-        report = gradcheck(fn, inputs, seed=args.seed, mode=args.mode, raise_exception=False)
+        if reference is None:
+            report = gradcheck(fn, inputs, seed=args.seed, mode=args.mode, raise_exception=False)
+        else:
+            from . import compare
+
+            report = compare(fn, reference, inputs, seed=args.seed, raise_exception=False)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(report)
     if args.report:
-        record = CheckRecord.from_report(report, id=args.target, kind="gradcheck")
+        kind = "gradcheck" if reference is None else "compare"
+        record = CheckRecord.from_report(report, id=args.target, kind=kind)
         _writing("--json", args.report, lambda: write_json(
             args.report, [record.to_dict()], seed=args.seed, command="check",
-            options={"target": args.target, "inputs": args.inputs, "framework": args.framework},
+            options={"target": args.target, "inputs": args.inputs, "framework": args.framework,
+                     "reference": args.reference},
         ))
     return EXIT_OK if report else EXIT_DISAGREE
 

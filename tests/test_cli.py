@@ -45,6 +45,27 @@ OPS = textwrap.dedent(
         return jnp.tanh(x) * jnp.sum(x**2)
 
 
+    def tanh_reference(x):
+        return torch.tanh(x)
+
+
+    class _WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad * (1 - y * y) * 1.5  # 50% too large
+
+
+    def wrong_tanh(x):
+        return _WrongTanh.apply(x)
+
+
     NOT_A_FUNCTION = 3
     """
 )
@@ -126,6 +147,25 @@ def test_check_accepts_a_file_path(tmp_path: Path, capsys: pytest.CaptureFixture
         assert main(["check", f"{file}:smooth", "--input", "2", "--input", "scalar"]) == 0
     finally:
         sys.modules.pop("ops_by_path", None)
+
+
+def test_check_compares_a_low_precision_kernel_with_a_reference(
+    ops_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "compare.json"
+    argv = ["check", f"{ops_module}:wrong_tanh", "--reference", f"{ops_module}:tanh_reference",
+            "--input", "16:bfloat16", "--json", str(path)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("compare FAILED: torch function, bfloat16") and "verdict: mismatch" in out
+    record = json.loads(path.read_text())["checks"][0]
+    assert record["kind"] == "compare" and not record["passed"] and record["dtype"] == "bfloat16"
+    argv[1] = f"{ops_module}:tanh_reference"
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("compare PASSED")
+    assert json.loads(path.read_text())["options"]["reference"] == f"{ops_module}:tanh_reference"
+    assert main([*argv[:2], "--reference", f"{ops_module}:no_such_fn", *argv[4:]]) == 2
+    assert "has no attribute 'no_such_fn'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

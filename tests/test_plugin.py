@@ -527,3 +527,58 @@ def test_under_xdist_reports_from_every_worker_are_merged(user_suite: pytest.Pyt
     result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "4 tests with gradient checks: 2 failed, 2 passed"])
     document = json.loads(report_path.read_text())
     assert len({c["id"] for c in document["checks"]}) == 4
+
+
+COMPARE_SUITE = textwrap.dedent(
+    """
+    import pytest
+    import torch
+
+    from gradcheck_kit import GradientMismatch
+
+
+    class WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad * (1 - y * y) * 1.5  # 50% too large
+
+
+    def x():
+        return torch.linspace(-2, 2, 16, dtype=torch.bfloat16).requires_grad_()
+
+
+    def test_fixture_passes_a_correct_kernel(gradcheck_compare):
+        assert gradcheck_compare(torch.tanh, torch.tanh, x())
+
+
+    def test_method_finds_the_bug(gradcheck):
+        with pytest.raises(GradientMismatch):
+            gradcheck.compare(WrongTanh.apply, torch.tanh, x())
+
+
+    def test_failure_fails_the_test(gradcheck):
+        gradcheck.compare(WrongTanh.apply, torch.tanh, x())
+    """
+)
+
+
+def test_compare_fixture_records_like_gradcheck(user_suite: pytest.Pytester, tmp_path: Path) -> None:
+    user_suite.makepyfile(test_kernels=COMPARE_SUITE)
+    report = tmp_path / "report.json"
+    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-report", str(report))
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*compare FAILED: torch function, bfloat16*"])
+    result.stdout.fnmatch_lines(["*FAILED test_kernels.py::test_failure_fails_the_test: error*"])
+    records = json.loads(report.read_text())["checks"]
+    assert [r["kind"] for r in records] == ["compare"] * 3
+    assert [(r["passed"], r["outcome"]) for r in records] == [
+        (True, "passed"), (False, "passed"), (False, "failed")
+    ]
+    assert records[0]["dtype"] == "bfloat16" and records[0]["test"].endswith("test_fixture_passes_a_correct_kernel")
