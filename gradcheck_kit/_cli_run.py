@@ -148,7 +148,9 @@ def _environment(environment: Mapping[str, str], modules: Sequence[Any]) -> Iter
     wanted["PYTHONPATH"] = os.pathsep.join(
         dict.fromkeys(p for p in [*_paths(modules), os.environ.get("PYTHONPATH", "")] if p)
     )
-    saved = {k: os.environ.get(k) for k in wanted}
+    # The user's PYTEST_ADDOPTS are for their own suites, not for this one.
+    saved = {k: os.environ.get(k) for k in [*wanted, "PYTEST_ADDOPTS"]}
+    os.environ.pop("PYTEST_ADDOPTS", None)
     os.environ.update(wanted)
     try:
         yield

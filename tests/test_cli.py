@@ -468,6 +468,9 @@ def test_ctrl_c_prints_the_partial_table_and_writes_partial_reports(tmp_path: Pa
          "--jobs", str(jobs), "--json", str(json_path), "--junit-xml", str(junit_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        # xdist's workers ignore SIGINT, and an ignored signal stays ignored across exec
+        # (Python then installs no KeyboardInterrupt handler): a terminal's default here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stderr is not None
     deadline = time.monotonic() + 120
