@@ -55,7 +55,10 @@ def format_failures(records: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(f"FAILED {r['id']}: {message[0].removeprefix(r['id'] + ': ')}")
             lines += [f"  {m}" for m in message[1:]]
             continue
-        lines.append(f"FAILED {r['id']}: {len(failing)} of {len(rows)} comparisons disagree")
+        if all(row.get("check") == "valid" for row in failing):
+            lines.append(f"FAILED {r['id']}: the implementation contract is violated")
+        else:
+            lines.append(f"FAILED {r['id']}: {len(failing)} of {len(rows)} comparisons disagree")
         lines += [f"  {_row_text(row)}" for row in failing]
     return lines
 
@@ -100,7 +103,9 @@ def _verdict(group: Sequence[Mapping[str, Any]]) -> str:
 def _row_text(row: Mapping[str, Any]) -> str:
     check, against = row.get("check"), row.get("against")
     margin = _float(row.get("margin"))
-    if check == "valid" or not _finite(margin):
+    if check == "valid":
+        return row.get("detail") or "the implementation contract is violated"
+    if not _finite(margin):
         return f"{check} vs {against}: {row.get('detail') or 'could not be compared'}"
     what = f"{row.get('quantity') or ''}{_index(row.get('index'))}"
     text = f"{check} vs {against}: {what}"
@@ -111,6 +116,8 @@ def _row_text(row: Mapping[str, Any]) -> str:
         f"; error {_float(row['error']):.3e}, tolerance {_float(row['tolerance']):.3e} "
         f"(error / tolerance {margin:.3g}, rel. error {_relative(row)})"
     )
+    if row.get("size"):
+        text += f"; {row.get('mismatched', 0)} of {row['size']} elements beyond tolerance"
     if row.get("detail"):
         text += f"; {row['detail']}"
     return text

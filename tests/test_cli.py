@@ -351,8 +351,11 @@ def test_a_broken_implementation_fails_alone_and_the_run_goes_on(
     failed = {c["implementation"] for c in document["checks"] if not c["passed"]}
     assert failed == {"raising_port", "wrong_sign_port"}
     wrong = next(c for c in document["checks"] if c["implementation"] == "wrong_sign_port")
-    # Named down to the parameter: the gradient of `a` has the wrong sign.
-    assert any(r["quantity"] == "a" and not r["passed"] for r in wrong["details"]["rows"])
+    # Named down to the parameter: the gradient of `a` has the wrong sign, its one element.
+    assert any(r["quantity"] == "a" and not r["passed"] and (r["mismatched"], r["size"]) == (1, 1)
+               for r in wrong["details"]["rows"])
+    assert "FAILED graph_e[raising_port-crosscheck-float64-cpu-quick]: the implementation contract is violated" in out
+    assert "1 of 1 elements beyond tolerance" in out
 
 
 @pytest.mark.parametrize(
