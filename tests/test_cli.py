@@ -492,3 +492,35 @@ def test_ctrl_c_prints_the_partial_table_and_writes_partial_reports(tmp_path: Pa
     assert f"{done} checks, 0 failed, interrupted after {done} of " in out
     assert out.splitlines()[0].split()[:2] == ["model", "implementation"]
     assert "interrupted" in junit_path.read_text()
+
+
+def test_progress_is_a_bar_with_an_eta_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_kit", "verify", "--model", "graph_e", "--profile", "quick",
+         "--examples", "0"],
+        stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "100"},
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: everything was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    screen = shown.decode("utf-8", "replace")
+    assert done.returncode == 0, done.stdout + screen
+    # A bar redrawn in place (carriage returns), with the count and an ETA; not the lines
+    # a log gets.
+    assert "ETA" in screen and "\r" in screen and "8/8" in screen
+    assert "graph_e: 8 checks ok" not in screen
+    # The table and summary go to stdout as always.
+    assert done.stdout.splitlines()[-1].startswith("8 checks, 0 failed")
