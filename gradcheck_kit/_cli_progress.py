@@ -136,7 +136,10 @@ def make_display(stream: TextIO, *, verbosity: int) -> Display:
     if verbosity > 0:
         return _Lines(stream, per_case=True)
     if _is_terminal(stream):
-        return _Bar(stream)
+        try:
+            return _Bar(stream)
+        except ImportError:  # rich is a dependency; a trimmed environment still gets lines
+            pass
     return _Lines(stream, per_case=False)
 
 
