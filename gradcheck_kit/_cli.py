@@ -2,11 +2,14 @@
 
 Exit status: 0 when everything agrees, 1 when anything disagrees, 2 for a usage error
 (an unknown name, a module that fails to import, a malformed option, a report path that
-cannot be written), 3 when a report could not be written after the checks ran.
+cannot be written), 3 when a report could not be written after the checks ran, 130 when
+interrupted (Ctrl-C).
 
 The options come from `gradcheck_kit._options.OPTIONS`, shared with the pytest plugin;
-`verify` runs `gradcheck_kit._verify`, the code behind `pytest --gradcheck-verify`, and
-`--jobs N` runs that pytest suite under pytest-xdist.
+`verify` runs `pytest --gradcheck-verify` in this process (`gradcheck_kit._cli_run`), under
+pytest-xdist for `--jobs N`, with its own display (`_cli_progress`) and table
+(`_cli_table`). Ctrl-C during `verify` prints the checks so far, writes the reports and
+exits 130.
 """
 
 from __future__ import annotations
@@ -16,22 +19,22 @@ import importlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import types
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
-from ._options import add_argparse_options, to_pytest_args
+from ._options import add_argparse_options
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+# 128 + SIGINT, as shells report a command ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
 PROG = "gradcheck-kit"
 
 
@@ -56,6 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return args.command(args)
+    except BrokenPipeError:
+        # The reader went away (`list | head`): stop quietly, as other tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is written
+        return EXIT_DISAGREE
+    except KeyboardInterrupt:
+        # Outside the checks (while planning or writing): nothing partial to show.
+        print(f"{PROG} {args.command_name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"{PROG} {args.command_name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -140,20 +151,33 @@ def _parser() -> argparse.ArgumentParser:
         "1 if anything disagrees, 2 for a usage error.",
     )
     add_argparse_options(verify, "verify")
+    verify.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
+                        help="only the checks whose names match EXPR, as pytest's -k "
+                        "(e.g. -k 'graph_e and not jax'; names are as `list` and the table show)")
+    verify.add_argument("-x", "--exitfirst", action="store_true",
+                        help="stop at the first check that disagrees")
+    verify.add_argument("-q", "--quiet", action="count", default=0,
+                        help="no progress and no table: only the failures and the summary")
+    verify.add_argument("-v", "--verbose", action="count", default=0,
+                        help="one progress line per check")
     verify.set_defaults(command=_verify, command_name="verify")
 
     listing = commands.add_parser(
         "list", help="list the models, their implementations and sources"
     )
     add_argparse_options(listing, "list")
+    listing.add_argument("--json", action="store_true",
+                         help="print the models as JSON (name, file, sizes, implementations, claims)")
     listing.set_defaults(command=_list, command_name="list")
 
     check = commands.add_parser(
         "check",
         help="gradcheck one function: check MODULE:FUNCTION --input SHAPE[:DTYPE] ...",
         description="Gradcheck one function at random standard-normal inputs, e.g. "
-        "`check mypkg.ops:my_fn --input 3,4 --input 4:float32`. MODULE may also be a path "
-        "to a .py file.",
+        "`check mypkg.ops:my_fn --input 3,4 --input 4:float32`, or, with --reference, "
+        "compare a low-precision kernel with a reference: `check mypkg.ops:fused_rms "
+        "--reference mypkg.ref:rms --input 8,64:bfloat16`. MODULE may also be a path to a "
+        ".py file.",
     )
     check.add_argument("target", metavar="MODULE:FUNCTION", help="the function to check")
     add_argparse_options(check, "check")
@@ -166,8 +190,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ._records import CheckRecord, write_json
-    from ._verify import VerifyError, plan, run
+    from ._cli_progress import make_display
+    from ._cli_run import run_suite
+    from ._verify import VerifyError, plan
 
     _prepare_report_paths(args)
     user_modules = _import_modules(args.modules)
@@ -181,25 +206,54 @@ def _verify(args: argparse.Namespace) -> int:
         "profile": args.profile,
     }
     start = time.perf_counter()
-    if args.jobs == 1:
-        # Before anything loads jax or torch: the settings are read when they load.
-        _configure_this_process()
+    # Before anything loads jax or torch: the settings are read when they load.
+    _configure_this_process()
     try:
         cases = plan(**selection)
     except VerifyError as exc:
         raise UsageError(str(exc)) from None
     if not cases:
         raise UsageError("the selection leaves nothing to check; widen --model or --implementation.")
-    if args.jobs > 1:
-        records = _run_with_xdist(selection, modules=user_modules, jobs=args.jobs)
-    else:
-        print(f"verify: {len(cases)} checks", file=sys.stderr)
-        records = [r.to_dict() for r in run(cases, progress=_progress(len(cases), sys.stderr))]
-    wall_s = time.perf_counter() - start
-    print(format_table([CheckRecord.from_dict(r) for r in records]))
+    display = make_display(sys.stderr, verbosity=args.verbose - args.quiet)
+    try:
+        run = run_suite(
+            selection, case_ids=[c.id for c in cases], models={c.id: c.model for c in cases},
+            modules=user_modules, jobs=args.jobs, keyword=args.keyword, exitfirst=args.exitfirst,
+            display=display, environment=_verify_environment(),
+        )
+    finally:
+        display.close()
+    if not run.records and not run.interrupted:
+        if args.keyword and run.selected == 0:
+            raise UsageError(f"-k {args.keyword!r} selects none of the {len(cases)} checks; "
+                             f"`list` names the models and implementations.")
+        raise UsageError(
+            f"the pytest run of the checks ended with status {run.exit_status} before any "
+            f"check ran (is pytest-xdist installed?)."
+        )
+    return _verify_results(args, run, selection, wall_s=time.perf_counter() - start)
+
+
+def _verify_results(args: argparse.Namespace, run: Any, selection: Mapping[str, Any], *, wall_s: float) -> int:
+    """Print the table and the summary, write the reports; the exit status."""
+    from ._cli_table import format_failures, format_table
+    from ._records import write_json
+
+    records = run.records
     failed = sum(1 for r in records if not r["passed"])
-    print(f"{len(records)} checks, {failed} failed, {wall_s:.1f} s")
-    options = {**selection, "jobs": args.jobs, "modules": args.modules}
+    if args.quiet == 0:
+        print(format_table(records))
+        print()
+    if failures := format_failures(records):
+        print("\n".join(failures))
+    ended = ""
+    if run.interrupted:
+        ended = f", interrupted after {len(records)} of {run.selected or '?'}"
+    elif args.exitfirst and failed and len(records) < run.selected:
+        ended = f", stopped at the first failure (-x) after {len(records)} of {run.selected}"
+    print(f"{len(records)} checks, {failed} failed{ended}, {wall_s:.1f} s")
+    options = {**selection, "jobs": args.jobs, "modules": args.modules, "keyword": args.keyword,
+               "exitfirst": args.exitfirst, "interrupted": run.interrupted}
     if args.report:
         _writing("--json", args.report, lambda: write_json(
             args.report, records, seed=args.seed, command="verify", options=options, wall_s=wall_s
@@ -208,8 +262,11 @@ def _verify(args: argparse.Namespace) -> int:
         _writing("--junit-xml", args.junit_xml, lambda: write_junit(
             args.junit_xml, records, elapsed_s=wall_s, properties={
                 "seed": args.seed, "profile": args.profile or "standard",
+                **({"interrupted": True} if run.interrupted else {}),
             },
         ))
+    if run.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_DISAGREE if failed else EXIT_OK
 
 
@@ -249,61 +306,10 @@ def _configure_this_process() -> None:
     # yet, not numpy's BLAS, which `import gradcheck_kit` has loaded.
     for name, value in _verify_environment().items():
         os.environ.setdefault(name, value)
-    if os.environ["OMP_NUM_THREADS"] == "1":
+    if os.environ["OMP_NUM_THREADS"] == "1" and importlib.util.find_spec("torch") is not None:
         import torch
 
         torch.set_num_threads(1)
-
-
-def _progress(total: int, stream: TextIO) -> Callable[[int, Any, Any], None]:
-    width = len(str(total))
-
-    def show(i: int, case: Any, record: Any) -> None:
-        verdict = "ok" if record.passed else "FAIL"
-        stream.write(f"[{i:>{width}}/{total}] {case.id} {verdict} ({record.elapsed_s:.2f} s)\n")
-        stream.flush()
-
-    return show
-
-
-def _run_with_xdist(selection: Mapping[str, Any], *, modules: Sequence[Any], jobs: int) -> list[dict]:
-    """Run the verify suite as pytest items on `jobs` xdist workers; return their records.
-
-    `modules` are the user's modules, already imported here; the workers import them too.
-    """
-    with tempfile.TemporaryDirectory(prefix="gradcheck_kit-") as tmp:
-        report = Path(tmp, "report.json")
-        ini = Path(tmp, "pytest.ini")
-        ini.write_text("[pytest]\n")
-        command = [
-            sys.executable, "-m", "pytest", str(tmp), "-c", str(ini), "--rootdir", str(tmp),
-            "-p", "gradcheck_kit.pytest_plugin", "-p", "xdist.plugin",
-            "-n", str(jobs), "--dist", "loadgroup", "-q", "-p", "no:cacheprovider",
-            "--gradcheck-verify", "--gradcheck-report", str(report),
-            *to_pytest_args({**selection, "modules": [m.__name__ for m in modules]}),
-        ]
-        env = {**os.environ, **_verify_environment()}
-        # Plugins come from -p only, so an installed entry point cannot register this one
-        # twice; the workers import the package and the user's modules from the same paths.
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        paths = [os.getcwd(), str(Path(__file__).resolve().parents[1])]
-        paths += [_import_root(m) for m in modules]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [*paths, env.get("PYTHONPATH", "")] if p)
-        print(f"verify: running pytest on {jobs} workers", file=sys.stderr)
-        # pytest's output is this command's progress: passed on, line by line, to stderr.
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
-        ) as pytest_run:
-            assert pytest_run.stdout is not None
-            for line in pytest_run.stdout:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-        if pytest_run.returncode not in (0, 1) or not report.exists():
-            raise UsageError(
-                f"the pytest run exited with status {pytest_run.returncode} before reporting; "
-                f"its output above says why (is pytest-xdist installed?)."
-            )
-        return json.loads(report.read_text())["checks"]
 
 
 def _import_root(module: Any) -> str:
@@ -317,40 +323,6 @@ def _import_root(module: Any) -> str:
     for _ in range(depth):
         root = root.parent
     return str(root)
-
-
-def format_table(records: Sequence[Any]) -> str:
-    """One row per (model, implementation): checks, worst error vs tolerance, verdict."""
-    rows: dict[tuple[str, str], list[Any]] = {}
-    for r in records:
-        rows.setdefault((r.model or "-", r.implementation or "-"), []).append(r)
-    header = ("model", "implementation", "checks", "worst error", "tolerance", "margin", "verdict")
-    table = [header]
-    for (model, impl), group in rows.items():
-        compared = [r for r in group if r.margin is not None]
-        worst = max(compared, key=lambda r: r.margin, default=None)
-        failed = sum(1 for r in group if not r.passed)
-        table.append((
-            model,
-            impl,
-            str(len(group)),
-            "-" if worst is None else f"{worst.error:.2e}",
-            "-" if worst is None else f"{worst.tolerance:.2e}",
-            "-" if worst is None else f"{worst.margin:.3g}",
-            "ok" if not failed else f"FAIL ({failed})",
-        ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    numeric = {2, 3, 4, 5}
-    lines = []
-    for row in table:
-        cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    failures = [r for r in records if not r.passed]
-    if failures:
-        lines.append("")
-        lines += [r.message or f"{r.id}: failed" for r in failures]
-    return "\n".join(lines)
 
 
 def write_junit(
@@ -427,22 +399,63 @@ def _list(args: argparse.Namespace) -> int:
     import reference_models
 
     _import_modules(args.modules)
-    for name in reference_models.names():
-        model = reference_models.get(name)
-        print(f"{name}: {model.description}")
-        print(f"  source: {model.source}")
-        sizes = ", ".join(f"{k}={v}" for k, v in model.default_sizes.items())
+    models = [_model_entry(reference_models.get(name)) for name in reference_models.names()]
+    if args.json:
+        print(json.dumps({"models": models}, indent=1))
+        return EXIT_OK
+    for m in models:
+        print(f"{m['name']}: {m['description']}")
+        if m["file"]:
+            print(f"  defined in: {m['file']}")
+        if m["source"]:
+            print(f"  source: {m['source']}")
+        sizes = ", ".join(f"{k}={v}" for k, v in m["sizes"].items())
         print(f"  sizes: {sizes or '-'}")
-        for impl_name, impl in model.implementations.items():
-            print(f"  implementation {impl_name}: {_source_of(impl)}")
-        for claim in model.fidelity.values():
-            print(f"  claim {claim.name}: {claim.claim}")
+        for impl_name, where in m["implementations"].items():
+            print(f"  implementation {impl_name}: {where}")
+        for claim, text in m["claims"].items():
+            print(f"  claim {claim}: {text}")
     return EXIT_OK
 
 
+def _model_entry(model: Any) -> dict[str, Any]:
+    """What `list` says about one model (also its `--json` form)."""
+    return {
+        "name": model.name,
+        "description": model.description,
+        "file": _model_file(model.name) or None,
+        # The text a built-in model was ported from, when the installed package has it;
+        # a path into the development tree would name a file users do not have.
+        "source": _existing_source(model.source),
+        "sizes": dict(model.default_sizes),
+        "quick_sizes": dict(model.quick_sizes),
+        "implementations": {n: _source_of(i) for n, i in model.implementations.items()},
+        "claims": {c.name: c.claim for c in model.fidelity.values()},
+    }
+
+
+def _existing_source(source: str | None) -> str | None:
+    if not source:
+        return None
+    path = source.split(" (", 1)[0]
+    import reference_models
+
+    package = Path(reference_models.__file__).resolve().parent
+    for base in (package, package.parent):
+        if (base / path).is_file():
+            return source
+    # Not a path (a citation, a URL) unless it has a file's shape.
+    looks_like_a_path = "/" in path and not path.startswith(("http://", "https://"))
+    return None if looks_like_a_path else source
+
+
 def _source_of(obj: Any) -> str:
-    """`module:qualname` of a function, or of the function a style object wraps."""
+    """`module:qualname` of a function, or of the function a style object wraps; a lambda
+    is named by its module and line."""
     if isinstance(obj, (types.FunctionType, type)):
+        if obj.__name__ == "<lambda>":
+            line = getattr(getattr(obj, "__code__", None), "co_firstlineno", None)
+            return f"a lambda in {obj.__module__}" + (f", line {line}" if line else "")
         return f"{obj.__module__}:{obj.__qualname__}"
     wrapped = next((v for v in vars(obj).values() if isinstance(v, types.FunctionType)), None)
     if wrapped is None:
@@ -469,16 +482,24 @@ def _check(args: argparse.Namespace) -> int:
         as_framework_array(rng.standard_normal(shape), dtype=dtype, device="cpu", framework=args.framework)
         for shape, dtype in specs
     ]
+    reference = _load_function(args.reference) if args.reference else None
     try:
-        report = gradcheck(fn, inputs, seed=args.seed, mode=args.mode, raise_exception=False)
+        if reference is None:
+            report = gradcheck(fn, inputs, seed=args.seed, mode=args.mode, raise_exception=False)
+        else:
+            from . import compare
+
+            report = compare(fn, reference, inputs, seed=args.seed, raise_exception=False)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(report)
     if args.report:
-        record = CheckRecord.from_report(report, id=args.target, kind="gradcheck")
+        kind = "gradcheck" if reference is None else "compare"
+        record = CheckRecord.from_report(report, id=args.target, kind=kind)
         _writing("--json", args.report, lambda: write_json(
             args.report, [record.to_dict()], seed=args.seed, command="check",
-            options={"target": args.target, "inputs": args.inputs, "framework": args.framework},
+            options={"target": args.target, "inputs": args.inputs, "framework": args.framework,
+                     "reference": args.reference},
         ))
     return EXIT_OK if report else EXIT_DISAGREE
 

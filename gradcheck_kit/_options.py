@@ -382,6 +382,12 @@ OPTIONS: tuple[Option, ...] = (
         arguments={"action": "append", "required": True, "metavar": "SHAPE[:DTYPE]"},
     ),
     Option(
+        "reference", "compare the function, in its inputs' own (low-precision) dtype, "
+        "against this dtype-generic reference MODULE:FUNCTION (gradcheck_kit.compare) "
+        "instead of gradchecking it", "--reference", None, commands=("check",),
+        arguments={"default": None, "metavar": "MODULE:FUNCTION"},
+    ),
+    Option(
         "framework", "the framework of the function's inputs (default: torch)",
         "--framework", None, commands=("check",),
         arguments={"choices": ("torch", "jax"), "default": "torch"},

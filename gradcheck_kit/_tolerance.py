@@ -45,6 +45,10 @@ class ArrayComparison:
     worst_index: tuple[int, ...]
     passed: bool
     source: str
+    # How many elements exceed their tolerance, of how many (as torch.testing.assert_close
+    # reports "Mismatched elements: k / N").
+    mismatched: int = 0
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class ToleranceModel:
                 f"{self.rounding_factor:g} ulps of {self.name} x sqrt({terms} terms) "
                 f"x (|values| + rms)"
             ),
+            mismatched=int(np.count_nonzero(~(margins <= 1.0))),
+            size=int(r.size),
         )
 
 

@@ -146,10 +146,13 @@ def plan(
         for dtype in dtype_names:
             for device in device_names:
                 placed.append((first_label, ModelExample(model.name, first_sizes, seed, dtype, device)))
-        for i, drawn in enumerate(
-            draw_examples(model.name, n_drawn, seed=seed, dtypes=dtype_names, devices=device_names),
-            start=1,
-        ):
+        drawn_examples = draw_examples(
+            model.name, n_drawn, seed=seed, dtypes=dtype_names, devices=device_names
+        )
+        # A drawn example equal to the first one (a model without sizes, drawn at the same
+        # seed) would check the same thing twice and count it twice.
+        drawn_examples = [d for d in drawn_examples if all(d != e for _, e in placed)]
+        for i, drawn in enumerate(drawn_examples, start=1):
             placed.append((f"drawn{i}", drawn))
         for label, example in placed:
             for impl in impls:

@@ -4,7 +4,8 @@ Registered with the `pytest11` entry point, so pytest loads it in every session.
 imports neither torch, jax nor hypothesis: they are imported when a test needs them.
 
 - Fixtures: `gradcheck` (calls `gradcheck_kit.gradcheck` with the session's seed and
-  records the result), `gradcheck_device` and `gradcheck_dtype` (each test runs once per
+  records the result; `.gradgradcheck` and `.compare` likewise), `gradcheck_compare`
+  (`gradcheck.compare`), `gradcheck_device` and `gradcheck_dtype` (each test runs once per
   device and dtype; defaults: every available device, float64 and float32).
 - Markers: `@pytest.mark.gradcheck_devices("cpu")` and `@pytest.mark.gradcheck_dtypes(
   "float64")` pin the devices or dtypes of one test, whatever the options say.
@@ -55,7 +56,7 @@ _MARKERS = {
     "gradcheck_dtypes": "gradcheck_dtypes(*dtypes): run this test's gradcheck_dtype "
     "parameter in exactly these dtypes",
 }
-_FIXTURES = ("gradcheck", "gradcheck_device", "gradcheck_dtype", "gradcheck_dtype_name")
+_FIXTURES = ("gradcheck", "gradcheck_compare", "gradcheck_device", "gradcheck_dtype", "gradcheck_dtype_name")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -128,10 +129,11 @@ def _import_user_module(name: str) -> None:
 class GradcheckFixture:
     """What the `gradcheck` fixture returns: `gradcheck_kit.gradcheck`, recorded.
 
-    Calls take the arguments of `gradcheck_kit.gradcheck`; `seed` defaults to the
-    session's `--gradcheck-seed`. A failure raises `GradientMismatch` with the readable
-    report (unless `raise_exception=False`); every result is recorded, under the running
-    test's id, for the summary and `--gradcheck-report`.
+    Calls take the arguments of `gradcheck_kit.gradcheck` (`.gradgradcheck` and `.compare`
+    those of theirs); `seed` defaults to the session's `--gradcheck-seed`. A failure raises
+    what the library raises (`GradientMismatch`, `InconclusiveCheck`, `ReferenceMismatch`)
+    with the readable report, unless `raise_exception=False`; every result is recorded,
+    under the running test's id, for the summary and `--gradcheck-report`.
     """
 
     def __init__(self, config: pytest.Config) -> None:
@@ -145,25 +147,34 @@ class GradcheckFixture:
         __tracebackhide__ = True
         from . import gradcheck
 
-        return self._checked(gradcheck, "gradcheck", fn, inputs, kwargs)
+        return self._checked(gradcheck, "gradcheck", (fn, inputs), kwargs)
 
     def gradgradcheck(self, fn: Callable[..., Any], inputs: Any, **kwargs: Any) -> Report:
         """`gradcheck_kit.gradgradcheck(fn, inputs, **kwargs)`, recorded."""
         __tracebackhide__ = True
         from . import gradgradcheck
 
-        return self._checked(gradgradcheck, "gradgradcheck", fn, inputs, kwargs)
+        return self._checked(gradgradcheck, "gradgradcheck", (fn, inputs), kwargs)
+
+    def compare(
+        self, fn: Callable[..., Any], reference: Callable[..., Any], inputs: Any, **kwargs: Any
+    ) -> Report:
+        """`gradcheck_kit.compare(fn, reference, inputs, **kwargs)`, recorded: a
+        low-precision candidate against a dtype-generic reference."""
+        __tracebackhide__ = True
+        from . import compare
+
+        return self._checked(compare, "compare", (fn, reference, inputs), kwargs)
 
     def _checked(
-        self, check: Callable[..., Report], kind: str, fn: Any, inputs: Any, kwargs: dict[str, Any]
+        self, check: Callable[..., Report], kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Report:
         __tracebackhide__ = True
         from ._records import CheckRecord
-        from ._report import GradientMismatch
 
         raise_exception = kwargs.pop("raise_exception", True)
         kwargs.setdefault("seed", _option(self._config, "seed"))
-        report = check(fn, inputs, raise_exception=False, **kwargs)
+        report = check(*args, raise_exception=False, **kwargs)
         nodeid = self._config.stash.get(_CURRENT, "")
         record = CheckRecord.from_report(report, id=nodeid, kind=kind)
         record.test = nodeid
@@ -172,8 +183,21 @@ class GradcheckFixture:
         }
         self._config.stash[_RECORDS].append(record.to_dict())
         if raise_exception and not report:
-            raise GradientMismatch(report)
+            _raise_for(report)
         return report
+
+
+def _raise_for(report: Report) -> None:
+    """Raise what `gradcheck_kit` itself raises for this failed report."""
+    __tracebackhide__ = True
+    if getattr(report, "reference_ok", True) is False:
+        from ._reference import ReferenceMismatch
+
+        raise ReferenceMismatch(report)
+    from ._report import GradientMismatch, raise_for
+
+    raise_for(report)
+    raise GradientMismatch(report)
 
 
 # The fixtures are session-scoped so that hypothesis tests may use them (hypothesis
@@ -194,6 +218,13 @@ def gradcheck(pytestconfig: pytest.Config) -> GradcheckFixture:
 
     warm_up()
     return GradcheckFixture(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def gradcheck_compare(gradcheck: GradcheckFixture) -> Callable[..., Report]:
+    """`gradcheck_kit.compare` with the session's seed, recorded like `gradcheck` (the same
+    as `gradcheck.compare`)."""
+    return gradcheck.compare
 
 
 @pytest.fixture(scope="session")
@@ -400,6 +431,7 @@ class VerifyItem(pytest.Item):
     def __init__(self, *, case: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.record: dict[str, Any] | None = None
         # Cases that share a model, dtype, device and example share their oracles; under
         # `--dist loadgroup` they run on one worker, which computes the oracles once.
         if self.config.pluginmanager.hasplugin("xdist"):
@@ -412,7 +444,8 @@ class VerifyItem(pytest.Item):
             pytest.skip(f"device {self.case.device!r} is not available on this machine")
         record = run_case(self.case)
         record.test = self.nodeid
-        self.config.stash[_RECORDS].append(record.to_dict())
+        self.record = record.to_dict()
+        self.config.stash[_RECORDS].append(self.record)
         if not record.passed:
             raise VerifyFailure(record.message)
 
@@ -423,6 +456,16 @@ class VerifyItem(pytest.Item):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return _SUITE, None, self.name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    record = getattr(item, "record", None)
+    if call.when == "call" and record is not None:
+        # On the report, as JSON text: xdist carries a report's plain attributes from the
+        # worker to the controller, where `verify` shows its progress from them.
+        outcome.get_result().gradcheck_record = json.dumps(record)
 
 
 class VerifyFailure(AssertionError):

@@ -6,7 +6,9 @@ and 2), tensors are dense and contiguous, and `requires_grad` is set, never draw
 random. Non-differentiable points ("kinks") are kept away from only when asked, with
 `kinks=`. Every argument that describes a tensor (`shape`, `dtype`, `device`) may itself
 be a strategy, and shrinking leads to the smallest shape, to float64, to the cpu and to
-values near zero.
+values near zero. Realistic sizes work under hypothesis's default settings: arrays of more
+than 64 elements are drawn from a seed, a centre and a spread (distinct values over the
+whole range) plus a few elements drawn one by one, not one draw per element.
 
 Importing this module imports hypothesis and numpy; torch and jax are imported only when a
 tensor of theirs is drawn or their devices are listed.
@@ -137,13 +139,20 @@ def tensors(
     dtype_strategy = _as_strategy(dtype, check=lambda d: check_dtypes([d], argument="dtype")[0])
     device_strategy = _as_strategy(device, check=_check_device_name)
     value_strategy = _values(elements, kinks=kinks, kink_margin=kink_margin)
+    points = sorted(_check_kinks(kinks, kink_margin))
+    bounds = _bounds(elements)
 
     @st.composite
     def draw_tensor(draw: st.DrawFn) -> Any:
         drawn_shape = draw(shape_strategy)
         drawn_dtype = draw(dtype_strategy)
         drawn_device = draw(device_strategy)
-        values = draw(npst.arrays(np.float64, drawn_shape, elements=value_strategy))
+        if math.prod(drawn_shape) <= _ELEMENTWISE_LIMIT:
+            values = draw(npst.arrays(np.float64, drawn_shape, elements=value_strategy))
+        elif bounds is not None:
+            values = draw(_dense_values(drawn_shape, bounds, value_strategy, points, kink_margin))
+        else:
+            values = draw(_pooled_values(drawn_shape, value_strategy))
         return as_framework_array(
             values, dtype=drawn_dtype, device=drawn_device, framework=framework,
             requires_grad=requires_grad,
@@ -313,6 +322,98 @@ def _values(
     if not points:
         return base
     return base.map(lambda x: _away_from(x, points, kink_margin))
+
+
+# Up to this many elements, each value is its own hypothesis draw (the best exploration and
+# shrinking). Beyond it, drawing every element makes hypothesis's smallest example too
+# large (its `large_base_example` health check fails for shapes such as (8, 8, 8)), so a
+# large array is encoded in a few draws: see `_dense_values` and `_pooled_values`.
+_ELEMENTWISE_LIMIT = 64
+# Elements of a large array that are still drawn one by one (at drawn positions), so that
+# hypothesis can place particular values (a zero, an extreme) inside realistic sizes.
+_MAX_DRAWN_ELEMENTS = 8
+_DEFAULT_BOUNDS = (-_MAX_MAGNITUDE, _MAX_MAGNITUDE, False, False)
+
+
+def _bounds(elements: Any) -> tuple[float, float, bool, bool] | None:
+    """`(low, high, exclude_low, exclude_high)` of the values, when they are a finite range
+    that a seeded generator can fill (the default, or a mapping with both bounds)."""
+    if elements is None:
+        return _DEFAULT_BOUNDS
+    if isinstance(elements, Mapping):
+        low, high = elements.get("min_value"), elements.get("max_value")
+        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+            return None
+        if elements.get("allow_nan") or elements.get("allow_infinity"):
+            return None
+        return (float(low), float(high), bool(elements.get("exclude_min")),
+                bool(elements.get("exclude_max")))
+    return None
+
+
+@st.composite
+def _dense_values(
+    draw: st.DrawFn,
+    shape: tuple[int, ...],
+    bounds: tuple[float, float, bool, bool],
+    value_strategy: SearchStrategy[float],
+    points: Sequence[float],
+    margin: float,
+) -> np.ndarray:
+    """Distinct values filling `bounds`, from a seed, a centre and a spread (three draws),
+    plus a few elements drawn one by one. Shrinks toward a constant array at the value of
+    the range nearest zero (all zeros by default)."""
+    low, high, exclude_low, exclude_high = bounds
+    seed = draw(st.integers(0, 2**32 - 1))
+    centre = draw(st.floats(low, high, allow_nan=False, allow_infinity=False))
+    spread = draw(st.floats(0.0, 1.0))
+    unit = np.random.default_rng(seed).uniform(-1.0, 1.0, size=shape)
+    values = centre + spread * unit * (high - low) / 2
+    # One reflection brings every value back into [low, high] (it left by at most half the
+    # range) and keeps them distinct, unlike clipping.
+    values = np.where(values > high, 2 * high - values, values)
+    values = np.where(values < low, 2 * low - values, values)
+    values = np.clip(values, low, high)
+    if exclude_low:
+        values = np.where(values <= low, np.nextafter(low, high), values)
+    if exclude_high:
+        values = np.where(values >= high, np.nextafter(high, low), values)
+    if bounds == _DEFAULT_BOUNDS:
+        # The same guard as the elementwise default: no magnitudes below _MIN_MAGNITUDE
+        # but zero itself.
+        tiny = (values != 0.0) & (np.abs(values) < _MIN_MAGNITUDE)
+        values = np.where(tiny, np.copysign(_MIN_MAGNITUDE, values), values)
+        values = np.clip(values, low, high)
+    for k in points:
+        near = np.abs(values - k) < margin
+        values = np.where(near & (values < k), k - margin, values)
+        values = np.where(near & (values >= k), k + margin, values)
+    return _with_drawn_elements(draw, values, value_strategy)
+
+
+@st.composite
+def _pooled_values(
+    draw: st.DrawFn, shape: tuple[int, ...], value_strategy: SearchStrategy[float]
+) -> np.ndarray:
+    """Values of a user's element strategy for a large array: a pool of up to 16 drawn
+    values placed by a seed, plus a few elements drawn one by one. Shrinks toward an array
+    of the strategy's simplest value."""
+    pool = np.asarray(draw(st.lists(value_strategy, min_size=1, max_size=16)), dtype=np.float64)
+    seed = draw(st.integers(0, 2**32 - 1))
+    values = pool[np.random.default_rng(seed).integers(0, len(pool), size=shape)]
+    return _with_drawn_elements(draw, values, value_strategy)
+
+
+def _with_drawn_elements(
+    draw: st.DrawFn, values: np.ndarray, value_strategy: SearchStrategy[float]
+) -> np.ndarray:
+    flat = values.reshape(-1).copy()
+    placed = draw(st.lists(
+        st.tuples(st.integers(0, flat.size - 1), value_strategy), max_size=_MAX_DRAWN_ELEMENTS
+    ))
+    for index, value in placed:
+        flat[index] = value
+    return flat.reshape(values.shape)
 
 
 def _well_scaled(x: float) -> float:

@@ -45,6 +45,27 @@ OPS = textwrap.dedent(
         return jnp.tanh(x) * jnp.sum(x**2)
 
 
+    def tanh_reference(x):
+        return torch.tanh(x)
+
+
+    class _WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad * (1 - y * y) * 1.5  # 50% too large
+
+
+    def wrong_tanh(x):
+        return _WrongTanh.apply(x)
+
+
     NOT_A_FUNCTION = 3
     """
 )
@@ -64,10 +85,33 @@ def test_list_prints_models_implementations_and_sources(capsys: pytest.CaptureFi
     for name in reference_models.names():
         model = reference_models.get(name)
         assert f"{name}: {model.description}" in out
-        assert f"  source: {model.source}" in out
+        assert f"  defined in: reference_models/{name}.py" in out
         for impl in model.implementations:
             assert f"  implementation {impl}: " in out
     assert "implementation numpy_manual: reference_models.two_layer_relu:numpy_manual" in out
+    # Every path it prints exists, and functions are named, never shown as reprs.
+    for line in out.splitlines():
+        if line.startswith(("  source: ", "  defined in: ")):
+            assert Path(line.split(": ", 1)[1].split(" (", 1)[0]).exists() or line.startswith("  source: ")
+    assert "<lambda>" not in out and " at 0x" not in out
+    assert "a lambda in reference_models.cubic_fit, line " in out
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--json"]) == 0
+    models = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert list(models) == reference_models.names()
+    relu = models["two_layer_relu"]
+    assert relu["sizes"] == dict(reference_models.get("two_layer_relu").default_sizes)
+    assert relu["implementations"]["numpy_manual"] == "reference_models.two_layer_relu:numpy_manual"
+    assert relu["claims"] and Path(relu["file"]).is_file()
+    import reference_models as package
+
+    root = Path(package.__file__).resolve().parent
+    for m in models.values():
+        # A source is given only when the installed package has that file.
+        assert m["source"] is None or (root / m["source"].split(" (")[0]).is_file() or (
+            root.parent / m["source"].split(" (")[0]).is_file()
 
 
 def test_check_passes_a_correct_function_and_writes_json(
@@ -103,6 +147,25 @@ def test_check_accepts_a_file_path(tmp_path: Path, capsys: pytest.CaptureFixture
         assert main(["check", f"{file}:smooth", "--input", "2", "--input", "scalar"]) == 0
     finally:
         sys.modules.pop("ops_by_path", None)
+
+
+def test_check_compares_a_low_precision_kernel_with_a_reference(
+    ops_module: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "compare.json"
+    argv = ["check", f"{ops_module}:wrong_tanh", "--reference", f"{ops_module}:tanh_reference",
+            "--input", "16:bfloat16", "--json", str(path)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("compare FAILED: torch function, bfloat16") and "verdict: mismatch" in out
+    record = json.loads(path.read_text())["checks"][0]
+    assert record["kind"] == "compare" and not record["passed"] and record["dtype"] == "bfloat16"
+    argv[1] = f"{ops_module}:tanh_reference"
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("compare PASSED")
+    assert json.loads(path.read_text())["options"]["reference"] == f"{ops_module}:tanh_reference"
+    assert main([*argv[:2], "--reference", f"{ops_module}:no_such_fn", *argv[4:]]) == 2
+    assert "has no attribute 'no_such_fn'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -214,16 +277,28 @@ def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
     out, err = capsys.readouterr()
     assert status == 0, out
     implementations = {m: list(reference_models.get(m).implementations) for m in ("graph_e", "linear_w")}
-    # Progress on stderr, one line per check; the table on stdout, one row per pair.
-    total = sum(len(v) for v in implementations.values()) * 3
-    assert f"verify: {total} checks" in err and f"[{total}/{total}]" in err
-    assert out.splitlines()[0].split() == [
-        "model", "implementation", "checks", "worst", "error", "tolerance", "margin", "verdict"
+    from gradcheck_kit._verify import plan
+
+    planned = plan(models=["graph_e", "linear_w"], profile="quick", seed=3)
+    total = len(planned)
+    per_pair = {(c.model, c.implementation): 0 for c in planned}
+    for c in planned:
+        per_pair[c.model, c.implementation] += 1
+    # Piped progress: one line per model, on stderr; the table on stdout, one row per pair.
+    assert f"verify: {total} checks" in err and f"[{total}/{total}] linear_w: " in err
+    assert len([line for line in err.splitlines() if line.startswith("[")]) == 2
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "model", "implementation", "checks", "error", "/", "tolerance", "rel.", "error", "worst", "at", "verdict"
     ]
+    assert all(len(line) <= 100 for line in lines)
     for model, impls in implementations.items():
         for impl in impls:
-            row = next(line.split() for line in out.splitlines() if line.split()[:2] == [model, impl])
-            assert row[2] == "3" and row[-1] == "ok" and float(row[3]) <= float(row[4])
+            row = next(line.split() for line in lines if line.split()[:2] == [model, impl])
+            assert int(row[2]) == per_pair[model, impl] and row[-1] == "ok"
+            # error / tolerance, the relative error, then where: check kind, quantity, dtype.
+            assert float(row[3]) <= 1 and float(row[4]) < 1e-3
+            assert row[5] in {"fd", "consensus", "pairwise", "jax"} and row[-2] in {"float64", "float32"}
     document = json.loads(json_path.read_text())
     assert document["schema"] == "gradcheck_kit.results" and document["schema_version"] == 1
     assert document["seed"] == 3 and document["tool"]["command"] == "verify"
@@ -233,6 +308,7 @@ def test_verify_agrees_prints_a_table_and_writes_json_and_junit(
     # Wall time of the run, not the sum of the checks' times (cases of a group share work).
     assert document["summary"]["elapsed_s"] >= document["summary"]["checks_s"] * 0.5
     assert document["summary"] == {**document["summary"], "checks": total, "failed": 0}
+    assert [c["id"] for c in document["checks"]] == [c.id for c in planned]
     check = document["checks"][0]
     assert check["kind"] == "crosscheck" and check["passed"]
     assert 0 <= check["margin"] <= 1 and check["details"]["rows"]
@@ -261,16 +337,25 @@ def test_a_broken_implementation_fails_alone_and_the_run_goes_on(
                    "--json", str(json_path)])
     out = capsys.readouterr().out
     assert status == 1
-    verdicts = {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("graph_e ")}
-    assert verdicts.pop("raising_port") == "(3)" and verdicts.pop("wrong_sign_port") == "(3)"
-    assert verdicts and set(verdicts.values()) == {"ok"}
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("graph_e ")}
+    # The quick example and a drawn one would be the same for a model without sizes:
+    # planned once, so each pair has one check per dtype.
+    assert rows.pop("raising_port").split()[2:] == ["2", "-", "-", "contract", "violated", "FAIL", "2", "of", "2"]
+    wrong = rows.pop("wrong_sign_port").split()
+    assert wrong[-4:] == ["FAIL", "2", "of", "2"] and float(wrong[3]) > 1e6 and wrong[4] == "2.00e+00"
+    assert rows and all(line.split()[-1] == "ok" for line in rows.values())
+    assert "inf" not in out and "0.00e+00" not in out
     assert "raising_port raised RuntimeError: this port is not finished" in out
+    assert out.count("FAILED graph_e[wrong_sign_port-crosscheck-float64-cpu-quick]") == 1
     document = json.loads(json_path.read_text())
     failed = {c["implementation"] for c in document["checks"] if not c["passed"]}
     assert failed == {"raising_port", "wrong_sign_port"}
     wrong = next(c for c in document["checks"] if c["implementation"] == "wrong_sign_port")
-    # Named down to the parameter: the gradient of `a` has the wrong sign.
-    assert any(r["quantity"] == "a" and not r["passed"] for r in wrong["details"]["rows"])
+    # Named down to the parameter: the gradient of `a` has the wrong sign, its one element.
+    assert any(r["quantity"] == "a" and not r["passed"] and (r["mismatched"], r["size"]) == (1, 1)
+               for r in wrong["details"]["rows"])
+    assert "FAILED graph_e[raising_port-crosscheck-float64-cpu-quick]: the implementation contract is violated" in out
+    assert "1 of 1 elements beyond tolerance" in out
 
 
 @pytest.mark.parametrize(
@@ -323,20 +408,119 @@ def test_check_writes_json_into_a_new_directory(
     assert json.loads(path.read_text())["checks"][0]["passed"]
 
 
-@pytest.mark.slow
-def test_verify_jobs_runs_the_same_checks_through_pytest_xdist(
-    broken_ports: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_verify_jobs_is_the_same_experience_as_one_process(
+    verify_process: None, broken_ports: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    json_path = tmp_path / "verify.json"
-    argv = ["verify", "--module", broken_ports, "--model", "graph_e", "--profile", "quick",
-            "--examples", "0", "--dtype", "float64", "--json", str(json_path)]
-    status = main([*argv, "--jobs", "2"])
-    out, err = capsys.readouterr()
-    assert status == 1, out + err
-    assert "running pytest on 2 workers" in err and "bringing up nodes" in err
-    records = json.loads(json_path.read_text())["checks"]
     from gradcheck_kit._verify import plan
 
-    expected = plan(models=["graph_e"], profile="quick", examples=0, dtypes=["float64"])
-    assert sorted(r["id"] for r in records) == sorted(c.id for c in expected)
-    assert {r["implementation"] for r in records if not r["passed"]} == {"raising_port", "wrong_sign_port"}
+    argv = ["verify", "--module", broken_ports, "--model", "graph_e", "--profile", "quick",
+            "--examples", "0", "--dtype", "float64"]
+    outputs = {}
+    for jobs in (1, 2):
+        json_path = tmp_path / f"verify{jobs}.json"
+        status = main([*argv, "--jobs", str(jobs), "--json", str(json_path)])
+        out, err = capsys.readouterr()
+        assert status == 1, out + err
+        # Catalogue order, whichever worker ran a case.
+        expected = [c.id for c in plan(models=["graph_e"], profile="quick", examples=0, dtypes=["float64"])]
+        assert [r["id"] for r in json.loads(json_path.read_text())["checks"]] == expected
+        # Our own progress (one line for the model), no pytest output, no temporary paths.
+        assert f"[{len(expected)}/{len(expected)}] graph_e: {len(expected)} checks FAIL (2 of {len(expected)})" in err
+        assert "gradcheck_kit-" not in out + err and "bringing up nodes" not in err
+        assert "report written" not in out + err and "short test summary" not in out
+        for failing in ("raising_port", "wrong_sign_port"):
+            assert out.count(f"FAILED graph_e[{failing}-") == 1
+        outputs[jobs] = out.rsplit("\n", 2)[0]  # all but the summary line with its time
+    assert outputs[1] == outputs[2]
+
+
+def test_verify_k_x_and_q_select_stop_and_quieten(
+    verify_process: None, broken_ports: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["verify", "--module", broken_ports, "--model", "graph_e", "--profile", "quick",
+            "--examples", "0", "--dtype", "float64"]
+    assert main([*base, "-k", "jax or torch_manual", "-q"]) == 0
+    out, err = capsys.readouterr()
+    # -q: nothing but the summary.
+    assert out.splitlines()[-1].startswith("2 checks, 0 failed") and len(out.splitlines()) == 1
+    assert err == ""
+    assert main([*base, "-x", "-v"]) == 1
+    out, err = capsys.readouterr()
+    # -v: a line per check; -x: the first failure (raising_port, fifth in the catalogue) ends it.
+    assert [line.split()[1] for line in err.splitlines() if line.startswith("[")] == [
+        "graph_e[numpy_manual-crosscheck-float64-cpu-quick]",
+        "graph_e[torch_manual-crosscheck-float64-cpu-quick]",
+        "graph_e[torch_autograd-crosscheck-float64-cpu-quick]",
+        "graph_e[jax-crosscheck-float64-cpu-quick]",
+        "graph_e[raising_port-crosscheck-float64-cpu-quick]",
+    ]
+    assert "5 checks, 1 failed, stopped at the first failure (-x) after 5 of 6" in out
+    assert main([*base, "-k", "no_such_thing"]) == 2
+    assert "-k 'no_such_thing' selects none of the 6 checks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_prints_the_partial_table_and_writes_partial_reports(tmp_path: Path, jobs: int) -> None:
+    import os
+    import signal
+    import time
+
+    json_path, junit_path = tmp_path / "partial.json", tmp_path / "partial.xml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck_kit", "verify", "--profile", "quick", "-v",
+         "--jobs", str(jobs), "--json", str(json_path), "--junit-xml", str(junit_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        # xdist's workers ignore SIGINT, and an ignored signal stays ignored across exec
+        # (Python then installs no KeyboardInterrupt handler): a terminal's default here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for a few finished checks, then Ctrl-C
+        line = process.stderr.readline()
+        if line.replace(" ", "").startswith("[3/"):
+            break
+    # The whole process group, as a terminal sends it (xdist's workers included).
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    document = json.loads(json_path.read_text())
+    done = len(document["checks"])
+    assert document["options"]["interrupted"] is True and done >= 3
+    assert f"{done} checks, 0 failed, interrupted after {done} of " in out
+    assert out.splitlines()[0].split()[:2] == ["model", "implementation"]
+    assert "interrupted" in junit_path.read_text()
+
+
+def test_progress_is_a_bar_with_an_eta_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck_kit", "verify", "--model", "graph_e", "--profile", "quick",
+         "--examples", "0"],
+        stdout=subprocess.PIPE, stderr=follower, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "100"},
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: everything was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    screen = shown.decode("utf-8", "replace")
+    assert done.returncode == 0, done.stdout + screen
+    # A bar redrawn in place (carriage returns), with the count and an ETA; not the lines
+    # a log gets.
+    assert "ETA" in screen and "\r" in screen and "8/8" in screen
+    assert "graph_e: 8 checks ok" not in screen
+    # The table and summary go to stdout as always.
+    assert done.stdout.splitlines()[-1].startswith("8 checks, 0 failed")

@@ -418,24 +418,6 @@ def test_terminal_summary_follows_pytest_outcomes(user_suite: pytest.Pytester) -
     assert "FAILED" not in text, text
 
 
-def test_report_in_a_missing_directory_is_created(user_suite: pytest.Pytester, tmp_path: Path) -> None:
-    user_suite.makepyfile(
-        test_x="""
-        def test_x(gradcheck):
-            import torch
-            gradcheck(torch.sin, torch.ones(2, dtype=torch.float64, requires_grad=True))
-        """
-    )
-    path = tmp_path / "not" / "yet" / "report.json"
-    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-report", str(path))
-    assert result.ret == 0
-    document = json.loads(path.read_text())
-    (check,) = document["checks"]
-    assert check["outcome"] == "passed" and check["test"] == "test_x.py::test_x"
-    assert document["machine"]["hostname"] and "elapsed_s" in document["summary"]
-    assert document["options"]["report"] == str(path)
-
-
 def test_an_unwritable_report_path_is_a_usage_error_before_running(
     user_suite: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -448,29 +430,24 @@ def test_an_unwritable_report_path_is_a_usage_error_before_running(
     assert "must not run" not in result.stdout.str()
 
 
-def test_fixture_repr_and_public_exception_names(user_suite: pytest.Pytester) -> None:
-    user_suite.makepyfile(
-        test_x="""
-        import torch
-        import gradcheck_kit
+PUBLIC_NAMES = textwrap.dedent(
+    """
+    import torch
+    import gradcheck_kit
 
-        def test_names(gradcheck, gradcheck_dtype, gradcheck_device):
-            assert repr(gradcheck) == "<gradcheck fixture, seed=0>"
-            assert gradcheck_dtype in (torch.float64, torch.float32)
-            x = torch.randn(4, dtype=gradcheck_dtype, device=gradcheck_device)
-            assert x.dtype == gradcheck_dtype
-            assert gradcheck_kit.GradientMismatch.__module__ == "gradcheck_kit"
-            assert gradcheck_kit.CheckInputError.__module__ == "gradcheck_kit"
+    def test_names(gradcheck, gradcheck_dtype, gradcheck_device):
+        assert repr(gradcheck) == "<gradcheck fixture, seed=0>"
+        assert gradcheck_dtype in (torch.float64, torch.float32)
+        x = torch.randn(4, dtype=gradcheck_dtype, device=gradcheck_device)
+        assert x.dtype == gradcheck_dtype
+        assert gradcheck_kit.GradientMismatch.__module__ == "gradcheck_kit"
+        assert gradcheck_kit.CheckInputError.__module__ == "gradcheck_kit"
 
-        def test_failure_names_the_public_exception(gradcheck):
-            x = torch.randn(3, dtype=torch.float64, requires_grad=True)
-            gradcheck(lambda t: 2 * t.detach() * t, x)
-        """
-    )
-    result = user_suite.runpytest_subprocess(*PLUGIN, "-p", "no:randomly")
-    result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*gradcheck_kit.GradientMismatch: gradcheck FAILED*"])
-    assert "gradcheck_kit._report" not in result.stdout.str()
+    def test_failure_names_the_public_exception(gradcheck):
+        x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        gradcheck(lambda t: 2 * t.detach() * t, x)
+    """
+)
 
 
 def test_numpy_modules_get_numpy_dtypes(user_suite: pytest.Pytester) -> None:
@@ -527,3 +504,71 @@ def test_under_xdist_reports_from_every_worker_are_merged(user_suite: pytest.Pyt
     result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "4 tests with gradient checks: 2 failed, 2 passed"])
     document = json.loads(report_path.read_text())
     assert len({c["id"] for c in document["checks"]}) == 4
+
+
+COMPARE_SUITE = textwrap.dedent(
+    """
+    import pytest
+    import torch
+
+    from gradcheck_kit import GradientMismatch
+
+
+    class WrongTanh(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (y,) = ctx.saved_tensors
+            return grad * (1 - y * y) * 1.5  # 50% too large
+
+
+    def x():
+        return torch.linspace(-2, 2, 16, dtype=torch.bfloat16).requires_grad_()
+
+
+    def test_fixture_passes_a_correct_kernel(gradcheck_compare):
+        assert gradcheck_compare(torch.tanh, torch.tanh, x())
+
+
+    def test_method_finds_the_bug(gradcheck):
+        with pytest.raises(GradientMismatch):
+            gradcheck.compare(WrongTanh.apply, torch.tanh, x())
+
+
+    def test_failure_fails_the_test(gradcheck):
+        gradcheck.compare(WrongTanh.apply, torch.tanh, x())
+    """
+)
+
+
+# One pytest process for several files: each run costs seconds of torch import.
+def test_compare_fixture_public_names_and_a_report_in_a_new_directory(
+    user_suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    user_suite.makepyfile(test_kernels=COMPARE_SUITE, test_names=PUBLIC_NAMES)
+    report = tmp_path / "not" / "yet" / "report.json"
+    result = user_suite.runpytest_subprocess(
+        *PLUGIN, "-p", "no:randomly", "--gradcheck-report", str(report)
+    )
+    result.assert_outcomes(passed=4, failed=2)
+    # compare: recorded like gradcheck, its failure fails the test.
+    result.stdout.fnmatch_lines(["*compare FAILED: torch function, bfloat16*"])
+    result.stdout.fnmatch_lines(["*FAILED test_kernels.py::test_failure_fails_the_test: error*"])
+    document = json.loads(report.read_text())
+    records = [r for r in document["checks"] if r["test"].startswith("test_kernels.py")]
+    assert [r["kind"] for r in records] == ["compare"] * 3
+    assert [(r["passed"], r["outcome"]) for r in records] == [
+        (True, "passed"), (False, "passed"), (False, "failed")
+    ]
+    assert records[0]["dtype"] == "bfloat16" and records[0]["test"].endswith("test_fixture_passes_a_correct_kernel")
+    # Public exception names in failures, never private module paths.
+    result.stdout.fnmatch_lines(["*gradcheck_kit.GradientMismatch: gradcheck FAILED*"])
+    assert "gradcheck_kit._report" not in result.stdout.str()
+    # The report's directory was created; the document names the machine and the options.
+    assert document["machine"]["hostname"] and "elapsed_s" in document["summary"]
+    assert document["options"]["report"] == str(report)

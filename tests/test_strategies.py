@@ -174,3 +174,34 @@ def test_examples_accept_fixed_sizes_and_size_strategies() -> None:
         gst.examples("two_layer_relu", sizes={"width": 3})
     with pytest.raises(ValueError, match="Did you mean 'cubic_fit'"):
         gst.examples("cubic_fti")
+
+
+# Default settings on purpose: hypothesis's health checks (large_base_example among them)
+# are what realistic sizes must pass.
+@given(gst.tensors(shape=gst.shapes(min_dims=3, min_side=8, max_side=10), dtype=gst.dtypes()))
+def test_realistic_sizes_pass_the_health_checks_with_default_settings(x: torch.Tensor) -> None:
+    assert x.ndim == 3 and all(8 <= n <= 10 for n in x.shape)
+    values = x.detach().double()
+    assert torch.isfinite(values).all() and (values.abs() <= 2.0).all()
+    tiny = (values != 0) & (values.abs() < 2.0**-10)
+    assert not tiny.any()
+
+
+@given(gst.tensors(shape=(16, 16), elements={"min_value": 0.5, "max_value": 3.0}, kinks=(1.0,)))
+def test_large_tensors_respect_the_range_and_the_kinks(x: torch.Tensor) -> None:
+    assert ((x >= 0.5) & (x <= 3.0)).all()
+    assert ((x - 1.0).abs() >= 1e-2 - 1e-12).all()
+
+
+@given(gst.tensors(shape=(12, 12), elements=st.sampled_from([0.25, 1.5])))
+def test_large_tensors_from_a_user_strategy_use_its_values(x: torch.Tensor) -> None:
+    assert set(x.detach().reshape(-1).tolist()) <= {0.25, 1.5}
+
+
+def test_large_tensors_are_dense_and_shrink_toward_zero() -> None:
+    spread = find(gst.tensors(shape=(8, 8, 8)), lambda t: len(set(t.reshape(-1).tolist())) > 400)
+    assert spread.shape == (8, 8, 8)
+    assert (find(gst.tensors(shape=(8, 8, 8)), lambda t: True) == 0).all()
+    big = find(gst.tensors(shape=(8, 8, 8)), lambda t: bool((t.abs() > 1.5).any()))
+    # A single element drawn alone is the simplest way to satisfy it.
+    assert int((big.abs() > 1.5).sum()) == 1

@@ -62,3 +62,15 @@ def test_one_user_rule_for_every_comparison(atol, rtol):
 def test_within_treats_an_infinite_tolerance_as_unproven():
     assert within(1.0, 1.0) and not within(1.0 + 1e-16 * 4, 1.0)
     assert not within(0.0, float("inf")) and not within(float("nan"), 1.0)
+
+
+def test_compare_arrays_counts_the_elements_beyond_tolerance() -> None:
+    model = ToleranceModel.for_dtype("float64")
+    reference = np.linspace(1.0, 2.0, 12).reshape(3, 4)
+    actual = reference.copy()
+    actual[0, 1] *= 1.01
+    actual[2, 3] *= 0.99
+    c = model.compare_arrays(actual, reference)
+    assert (c.mismatched, c.size) == (2, 12) and not c.passed
+    same = model.compare_arrays(reference, reference)
+    assert (same.mismatched, same.size) == (0, 12) and same.passed

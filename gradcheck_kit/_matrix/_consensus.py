@@ -162,6 +162,9 @@ def compare_named(
                 worst_index=index,
                 passed=c.passed,
                 source=c.source + " (rms over all parameters)",
+                # Elements outside this array are the joint reference itself: never mismatched.
+                mismatched=c.mismatched,
+                size=int(ref.size),
             )
         out.append((k, own))
         offset += ref.size
@@ -200,6 +203,8 @@ def comparison_row(
         margin=c.margin,
         passed=c.passed,
         source=c.source,
+        mismatched=c.mismatched if c.size else None,
+        size=c.size or None,
     )
 
 
@@ -217,6 +222,8 @@ def _mirror(row: CrossCheckRow, name: str, against: str) -> CrossCheckRow:
         margin=row.margin,
         passed=row.passed,
         source=row.source,
+        mismatched=row.mismatched,
+        size=row.size,
     )
 
 

@@ -58,6 +58,10 @@ class CrossCheckRow:
     passed: bool
     source: str = ""
     detail: str = ""
+    # Elements beyond their tolerance, of how many (None where not counted: finite
+    # differences judge directional derivatives, not elements).
+    mismatched: int | None = None
+    size: int | None = None
 
     def __str__(self) -> str:
         verdict = "ok  " if self.passed else "FAIL"
@@ -95,6 +99,8 @@ class CrossCheckRow:
             "passed": self.passed,
             "source": self.source,
             "detail": self.detail,
+            "mismatched": self.mismatched,
+            "size": self.size,
         }
 
 
