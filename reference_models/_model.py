@@ -181,6 +181,8 @@ class ReferenceModel:
     - `training_loops`: implementation name -> the style's own `TrainingLoop`, for styles
       whose loop differs in mechanism (optimizer objects, in-place updates under
       `no_grad`); the others are trained by applying `training` to their gradients.
+      Omitted, it is derived from the styles: every implementation with a `train` method
+      (`AutogradStyle`, `ModuleStyle`) is trained by it, where the model trains at all.
     - `fidelity`: check name -> `FidelityCheck`.
     - `rounding_terms`: `rounding_terms(params, data) -> int`, the number of terms summed
       along the longest chain into a gradient element; sets the rounding headroom of
@@ -206,6 +208,14 @@ class ReferenceModel:
     training_loops: dict[str, TrainingLoop] = field(default_factory=dict)
     fidelity: dict[str, FidelityCheck] = field(default_factory=dict)
     quick_sizes: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.training is not None and not self.training_loops:
+            self.training_loops = {
+                name: impl.train
+                for name, impl in self.implementations.items()
+                if callable(getattr(impl, "train", None))
+            }
 
     def example(
         self, *, seed: int = 0, dtype: str = "float64", **sizes: int

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import cast, numpy_arrays
+from ._claims import agree, claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -155,13 +156,9 @@ def _sum_grad_ones(
     params, _ = model.example(seed=0, dtype=dtype)
     grads = sum_grads(implementation, params["x"], params["y"], dtype=dtype, device=device)
     exact = all(np.array_equal(g, np.ones_like(params[k])) for k, g in grads.items())
-    return FidelityResult(
-        model=model.name,
-        check="sum_grad_ones",
-        implementation=implementation,
-        dtype=dtype,
+    return claim_result(
+        model, "sum_grad_ones", implementation, dtype,
         passed=bool(exact),
-        claim=SUM_CLAIM,
         observed=(
             "x.grad, y.grad all ones" if exact else f"x.grad = {grads['x']}, y.grad = {grads['y']}"
         ),
@@ -172,28 +169,21 @@ def _sum_grad_ones(
 def _power_grads(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    from gradcheck_kit import ToleranceModel
-
     params, data = model.example(seed=0, dtype=dtype)
     _, grads = model.implementations[implementation](params, data, dtype=dtype, device=device)
     x, y = params["x"], params["y"]
     # The closed forms are computed in float64; the implementation's rounding in `dtype`
     # is what the comparison allows for.
-    tol = ToleranceModel.for_dtype(dtype)
-    cx = tol.compare_arrays(grads["x"], 2.0 * x.astype(np.float64), terms=2)
-    cy = tol.compare_arrays(grads["y"], 3.0 * y.astype(np.float64) ** 2, terms=3)
-    return FidelityResult(
-        model=model.name,
-        check="power_grads",
-        implementation=implementation,
-        dtype=dtype,
-        passed=cx.passed and cy.passed,
-        claim=POWER_CLAIM,
-        observed=(
-            f"x.grad vs 2x: error {cx.error:.3g} (tolerance {cx.tolerance:.3g}) at {list(cx.worst_index)}; "
-            f"y.grad vs 3y^2: error {cy.error:.3g} (tolerance {cy.tolerance:.3g}) at {list(cy.worst_index)}"
-        ),
-        figures={"x_margin": cx.margin, "y_margin": cy.margin},
+    closed = agree(
+        dtype,
+        {"x": (grads["x"], 2.0 * x.astype(np.float64)), "y": (grads["y"], 3.0 * y.astype(np.float64) ** 2)},
+        terms={"x": 2, "y": 3},
+    )
+    return claim_result(
+        model, "power_grads", implementation, dtype,
+        passed=closed.passed,
+        observed=f"x.grad vs 2x: {closed.describe('x')}; y.grad vs 3y^2: {closed.describe('y')}",
+        figures=closed.margins(),
     )
 
 
@@ -207,13 +197,9 @@ def _no_grad(
     outside = (t["x"] + t["y"] * 2).requires_grad
     with torch.no_grad():
         inside = (t["x"] + t["y"] * 2).requires_grad
-    return FidelityResult(
-        model=model.name,
-        check="no_grad",
-        implementation=implementation,
-        dtype=dtype,
+    return claim_result(
+        model, "no_grad", implementation, dtype,
         passed=bool(outside and not inside),
-        claim=NO_GRAD_CLAIM,
         observed=f"requires_grad {outside} outside no_grad, {inside} inside",
         figures={"outside": float(outside), "inside": float(inside)},
     )

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import (
@@ -232,13 +233,9 @@ def _fit_reached(
     coeffs = {k: float(final[k]) for k in PARAMS}
     inside = all(lo <= coeffs[k] <= hi for k, (lo, hi) in _BANDS.items())
     passed = inside and _LOSS_BAND[0] <= loss <= _LOSS_BAND[1]
-    return FidelityResult(
-        model=model.name,
-        check="fit_reached",
-        implementation=implementation,
-        dtype=dtype,
+    return claim_result(
+        model, "fit_reached", implementation, dtype,
         passed=passed,
-        claim=CLAIM,
         observed=(
             f"y = {coeffs['a']:.4f} + {coeffs['b']:.4f} x + {coeffs['c']:.4f} x^2 "
             f"+ {coeffs['d']:.4f} x^3, loss {loss:.4f}"
@@ -268,11 +265,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={
-        "torch_autograd": torch_autograd.train,
-        "torch_module": torch_module.train,
-        "torch_custom_module": torch_custom_module.train,
-    },
     fidelity={
         "fit_reached": FidelityCheck(
             name="fit_reached",

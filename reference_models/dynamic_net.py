@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
-from ._training import loss_trace
 
 __all__ = [
     "DynamicNet",
@@ -218,18 +218,9 @@ def _loss_falls(
     # take it down by three orders of magnitude, at a thirtieth of the cost. One continuous
     # run (checkpoints would restart the momentum and the schedule); losses are evaluated
     # with all five terms (top_order = 6).
-    (initial, final), _ = loss_trace(
-        model, implementation, chunks=1, steps=_FALLS_STEPS, dtype=dtype, device=device
-    )
-    return FidelityResult(
-        model=model.name,
-        check="loss_falls",
-        implementation=implementation,
-        dtype=dtype,
-        passed=bool(final < 0.01 * initial),
-        claim=_CLAIM,
-        observed=f"loss {initial:.4g} at step 0, {final:.4g} after {_FALLS_STEPS} steps",
-        figures={"initial_loss": initial, "final_loss": final},
+    return loss_falls(
+        model, implementation, dtype=dtype, device=device, chunks=1, steps=_FALLS_STEPS,
+        label=f"loss at steps 0,{_FALLS_STEPS}", ratio=0.01,
     )
 
 
@@ -258,7 +249,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={"torch_autograd": torch_autograd.train, "torch_module": torch_module.train},
     fidelity={
         "loss_falls": FidelityCheck(
             name="loss_falls",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import agree, claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, to_numpy, torch_tensors
@@ -94,22 +95,15 @@ def _paths_add(
     _, grads = model.implementations[implementation](params, data, dtype=dtype, device=device)
     a, b = float(params["a"]), float(params["b"])
     expected = {"a": b + 1, "b": (b + 1) + (a + b)}
-    from gradcheck_kit import ToleranceModel
-
-    tol = ToleranceModel.for_dtype(dtype)
     # Each closed form is two or three additions of the example's values.
-    checks = {k: tol.compare_arrays(grads[k], expected[k], terms=3) for k in expected}
-    return FidelityResult(
-        model=model.name,
-        check="paths_add",
-        implementation=implementation,
-        dtype=dtype,
-        passed=all(c.passed for c in checks.values()),
-        claim=CLAIM,
+    closed = agree(dtype, {k: (grads[k], expected[k]) for k in expected}, terms=3)
+    return claim_result(
+        model, "paths_add", implementation, dtype,
+        passed=closed.passed,
         observed=", ".join(
             f"de/d{k} = {float(grads[k]):.10g} (closed form {expected[k]:.10g})" for k in expected
         ),
-        figures={f"{k}_margin": c.margin for k, c in checks.items()},
+        figures=closed.margins(),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import agree, claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, to_numpy, torch_tensors
@@ -115,27 +116,19 @@ jax = JaxStyle(jax_loss)
 def _matches_builtin(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    from gradcheck_kit import ToleranceModel
-
     params, data = model.example(seed=0, dtype=dtype)
     loss_ref, grads_ref = torch_sigmoid(params, data, dtype=dtype, device=device)
     loss, grads = model.implementations[implementation](params, data, dtype=dtype, device=device)
-    tol = ToleranceModel.for_dtype(dtype)
-    terms = model.rounding_terms(params, data)
-    c_loss = tol.compare_arrays(loss, loss_ref, terms=terms)
-    c_grad = tol.compare_arrays(grads["x"], grads_ref["x"], terms=terms)
-    return FidelityResult(
-        model=model.name,
-        check="matches_torch_sigmoid",
-        implementation=implementation,
-        dtype=dtype,
-        passed=c_loss.passed and c_grad.passed,
-        claim=CLAIM,
-        observed=(
-            f"value error {c_loss.error:.3g} (tolerance {c_loss.tolerance:.3g}); gradient error "
-            f"{c_grad.error:.3g} at {list(c_grad.worst_index)} (tolerance {c_grad.tolerance:.3g})"
-        ),
-        figures={"value_margin": c_loss.margin, "grad_margin": c_grad.margin},
+    same = agree(
+        dtype,
+        {"value": (loss, loss_ref), "grad": (grads["x"], grads_ref["x"])},
+        terms=model.rounding_terms(params, data),
+    )
+    return claim_result(
+        model, "matches_torch_sigmoid", implementation, dtype,
+        passed=same.passed,
+        observed=f"value {same.describe('value')}; gradient {same.describe('grad')}",
+        figures=same.margins(),
     )
 
 

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
-from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -241,32 +241,18 @@ jax = JaxStyle(jax_loss)
 jax_custom_vjp = JaxStyle(jax_custom_vjp_loss)
 
 
+def _fitted(params: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    values = {k: float(v) for k, v in params.items()}
+    return "; y = {a:.4g} + {b:.4g} P3({c:.4g} + {d:.4g} x)".format(**values), values
+
+
 def _loss_falls(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    losses, params = loss_trace(
-        model, implementation, chunks=4, steps=TRAINING.steps // 4, dtype=dtype, device=device
-    )
-    falls = all(b < a for a, b in zip(losses, losses[1:]))
-    return FidelityResult(
-        model=model.name,
-        check="loss_falls",
-        implementation=implementation,
-        dtype=dtype,
-        passed=bool(falls and losses[-1] < 0.5 * losses[0]),
-        claim=CLAIM,
-        observed=(
-            "loss at steps 0,500,...,2000: "
-            + ", ".join(f"{v:.4g}" for v in losses)
-            + "; y = {a:.4g} + {b:.4g} P3({c:.4g} + {d:.4g} x)".format(
-                **{k: float(v) for k, v in params.items()}
-            )
-        ),
-        figures={
-            "initial_loss": losses[0],
-            "final_loss": losses[-1],
-            **{k: float(v) for k, v in params.items()},
-        },
+    return loss_falls(
+        model, implementation, dtype=dtype, device=device, chunks=4,
+        steps=TRAINING.steps // 4, label="loss at steps 0,500,...,2000", ratio=0.5,
+        extra=_fitted,
     )
 
 
@@ -292,11 +278,6 @@ MODEL = ReferenceModel(
         "jax_custom_vjp": jax_custom_vjp,
     },
     training=TRAINING,
-    training_loops={
-        "torch_autograd": torch_autograd.train,
-        "torch_function": torch_function.train,
-        "torch_module": torch_module.train,
-    },
     fidelity={
         "loss_falls": FidelityCheck(
             name="loss_falls",

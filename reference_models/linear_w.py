@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -159,13 +160,9 @@ def _w_to_two(
     # Each epoch shrinks w - 2 by (1 - 0.02)(1 - 0.08)(1 - 0.18); after 1000 epochs only
     # rounding is left, a few ulps of the dtype.
     close = abs(w - 2) <= 1e-5 and abs(prediction - 8) <= 4e-5
-    return FidelityResult(
-        model=model.name,
-        check="w_to_two",
-        implementation=implementation,
-        dtype=dtype,
+    return claim_result(
+        model, "w_to_two", implementation, dtype,
         passed=bool(close),
-        claim=CLAIM,
         observed=f"w = {w:.8g}, forward(4) = {prediction:.8g}",
         figures={"w": w, "forward_4": prediction},
     )
@@ -192,7 +189,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={"torch_autograd": torch_autograd.train, "torch_module": torch_module.train},
     fidelity={
         "w_to_two": FidelityCheck(
             name="w_to_two",

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
@@ -170,13 +171,9 @@ def _fit_after_1000(
         and abs(prediction - 8) <= _PRED_BAND
         and abs(w100 - 2) > abs(w - 2)
     )
-    return FidelityResult(
-        model=model.name,
-        check="fit_after_1000_epochs",
-        implementation=implementation,
-        dtype=dtype,
+    return claim_result(
+        model, "fit_after_1000_epochs", implementation, dtype,
         passed=passed,
-        claim=CLAIM,
         observed=(
             f"after 100 epochs w = {w100:.5f}; after 1000 w = {w:.5f}, b = {b:.5f}, "
             f"predict(4) = {prediction:.5f}"
@@ -201,7 +198,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={"torch_autograd": torch_autograd.train, "torch_module": torch_module.train},
     fidelity={
         "fit_after_1000_epochs": FidelityCheck(
             name="fit_after_1000_epochs",

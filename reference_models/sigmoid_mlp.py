@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
-from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -214,19 +214,9 @@ jax = JaxStyle(jax_loss)
 def _loss_falls(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    losses, _ = loss_trace(
-        model, implementation, chunks=4, steps=TRAINING.steps // 4, dtype=dtype, device=device
-    )
-    falls = all(b < a for a, b in zip(losses, losses[1:]))
-    return FidelityResult(
-        model=model.name,
-        check="loss_falls",
-        implementation=implementation,
-        dtype=dtype,
-        passed=bool(falls),
-        claim=CLAIM,
-        observed="BCE at epochs 0,25,...,100: " + ", ".join(f"{v:.5f}" for v in losses),
-        figures={"initial_loss": losses[0], "final_loss": losses[-1]},
+    return loss_falls(
+        model, implementation, dtype=dtype, device=device, chunks=4,
+        steps=TRAINING.steps // 4, label="BCE at epochs 0,25,...,100", fmt=".5f",
     )
 
 
@@ -253,7 +243,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={"torch_autograd": torch_autograd.train, "torch_module": torch_module.train},
     fidelity={
         "loss_falls": FidelityCheck(
             name="loss_falls",

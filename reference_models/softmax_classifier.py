@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import agree, claim_result
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -261,42 +262,28 @@ jax = JaxStyle(jax_loss)
 def _same_as_cross_entropy(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    from gradcheck_kit import ToleranceModel
-
     params, data = model.example(seed=0, dtype=dtype)
     loss_ce, grads_ce = model.implementations["torch_module"](
         params, data, dtype=dtype, device=device
     )
     loss, grads = model.implementations[implementation](params, data, dtype=dtype, device=device)
-    tol = ToleranceModel.for_dtype(dtype)
-    terms = model.rounding_terms(params, data)
-    comparisons = {"loss": tol.compare_arrays(loss, loss_ce, terms=terms)}
-    comparisons.update(
-        {k: tol.compare_arrays(grads[k], grads_ce[k], terms=terms) for k in grads_ce}
-    )
-    worst_name = max(comparisons, key=lambda k: comparisons[k].margin)
-    worst = comparisons[worst_name]
-    where = worst_name + (str(list(worst.worst_index)) if worst.worst_index else "")
-    return FidelityResult(
-        model=model.name,
-        check="same_as_cross_entropy",
-        implementation=implementation,
-        dtype=dtype,
-        passed=all(c.passed for c in comparisons.values()),
-        claim=SAME_CLAIM,
+    pairs = {"loss": (loss, loss_ce), **{k: (grads[k], grads_ce[k]) for k in grads_ce}}
+    same = agree(dtype, pairs, terms=model.rounding_terms(params, data))
+    worst = same.worst
+    return claim_result(
+        model, "same_as_cross_entropy", implementation, dtype,
+        passed=same.passed,
         observed=(
-            f"largest difference from CrossEntropyLoss: {where} "
-            f"error {worst.error:.3g} vs tolerance {worst.tolerance:.3g} (margin {worst.margin:.3g})"
+            f"largest difference from CrossEntropyLoss: {worst} {same.describe(worst)} "
+            f"(margin {same.comparisons[worst].margin:.3g})"
         ),
-        figures={f"{k}_margin": c.margin for k, c in comparisons.items()},
+        figures=same.margins(),
     )
 
 
 def _grads_accumulate(
     model: ReferenceModel, implementation: str, *, dtype: str, device: str
 ) -> FidelityResult:
-    from gradcheck_kit import ToleranceModel
-
     # Two different mini-batches at the doc's widths.
     params, data = model.example(seed=0, dtype=dtype, n=2 * BATCH)
     style = model.implementations[implementation]
@@ -311,25 +298,19 @@ def _grads_accumulate(
     for batch in batches:  # no zero_grad between the two batches
         style.forward_loss(module, batch).backward()
     kept = {n: grad_or_zeros(p) for n, p in module.named_parameters()}
-    tol = ToleranceModel.for_dtype(dtype)
     terms = model.rounding_terms(params, data)
-    summed = max(
-        tol.compare_arrays(kept[n], separate[0][n] + separate[1][n], terms=terms).margin
-        for n in kept
-    )
-    last_only = max(tol.compare_arrays(kept[n], separate[1][n], terms=terms).margin for n in kept)
-    return FidelityResult(
-        model=model.name,
-        check="grads_accumulate",
-        implementation=implementation,
-        dtype=dtype,
-        passed=summed <= 1.0 < last_only,
-        claim=ACCUMULATE_CLAIM,
+    summed = agree(dtype, {n: (kept[n], separate[0][n] + separate[1][n]) for n in kept}, terms=terms)
+    last = agree(dtype, {n: (kept[n], separate[1][n]) for n in kept}, terms=terms)
+    sum_margin = summed.comparisons[summed.worst].margin
+    last_margin = last.comparisons[last.worst].margin
+    return claim_result(
+        model, "grads_accumulate", implementation, dtype,
+        passed=sum_margin <= 1.0 < last_margin,
         observed=(
-            f"two backward passes without zero_grad: margin {summed:.3g} against the sum of the "
-            f"two batches' gradients, {last_only:.3g} against the last batch's alone"
+            f"two backward passes without zero_grad: margin {sum_margin:.3g} against the sum of "
+            f"the two batches' gradients, {last_margin:.3g} against the last batch's alone"
         ),
-        figures={"sum_margin": summed, "last_batch_margin": last_only},
+        figures={"sum_margin": sum_margin, "last_batch_margin": last_margin},
     )
 
 
@@ -358,12 +339,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={
-        "torch_autograd": torch_autograd.train,
-        "torch_module": torch_module.train,
-        "torch_module_log_softmax_nll": torch_module_log_softmax_nll.train,
-        "torch_module_softmax_log_nll": torch_module_softmax_log_nll.train,
-    },
     fidelity={
         "same_as_cross_entropy": FidelityCheck(
             name="same_as_cross_entropy",

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
+from ._claims import loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
-from ._training import loss_trace
 
 __all__ = [
     "MODEL",
@@ -178,24 +178,9 @@ def _loss_falls(
 ) -> FidelityResult:
     # The doc prints the loss at each of its 500 steps and it shrinks; checkpoints every
     # 100 steps show the same steady fall with 6 loss evaluations instead of 500.
-    losses, _ = loss_trace(
-        model, implementation, chunks=5, steps=TRAINING.steps // 5, dtype=dtype, device=device
-    )
-    falls = all(b < a for a, b in zip(losses, losses[1:]))
-    ratio = losses[-1] / losses[0]
-    return FidelityResult(
-        model=model.name,
-        check="loss_falls",
-        implementation=implementation,
-        dtype=dtype,
-        passed=bool(falls and ratio < 0.01),
-        claim=CLAIM,
-        observed=(
-            "loss at steps 0,100,...,500: "
-            + ", ".join(f"{v:.4g}" for v in losses)
-            + f" (final/initial {ratio:.2e})"
-        ),
-        figures={"initial_loss": losses[0], "final_loss": losses[-1]},
+    return loss_falls(
+        model, implementation, dtype=dtype, device=device, chunks=5,
+        steps=TRAINING.steps // 5, label="loss at steps 0,100,...,500", ratio=0.01,
     )
 
 
@@ -223,7 +208,6 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    training_loops={"torch_autograd": torch_autograd.train, "torch_module": torch_module.train},
     fidelity={
         "loss_falls": FidelityCheck(
             name="loss_falls",
