@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._options import DEFAULT_DTYPES, available_devices, check_dtypes, device_available, profile_named
 from ._records import SCHEMA, SCHEMA_VERSION, CheckRecord, results_document, summary_lines, write_json
+from ._report import _json_float
 
 if TYPE_CHECKING:
     from .strategies import ModelExample
@@ -398,5 +399,11 @@ def _fidelity_record(case: VerifyCase) -> CheckRecord:
         case,
         passed=result.passed,
         message="" if result.passed else str(result),
-        details=result.to_dict(),
+        details=_json_figures(result.to_dict()),
     )
+
+
+def _json_figures(result: dict[str, Any]) -> dict[str, Any]:
+    # A claim's figures may be non-finite (a diverged loss); the JSON document holds them
+    # as the strings every other record uses.
+    return {**result, "figures": {k: _json_float(v) for k, v in result["figures"].items()}}

@@ -8,7 +8,6 @@ engine that compares implementations is `gradcheck_kit.crosscheck`; the claims a
 
 from __future__ import annotations
 
-import math
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +121,8 @@ class FidelityResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data. Figures are floats and may be non-finite (a diverged
+        loss); `gradcheck_kit verify` writes those as strings in its JSON document."""
         return {
             "model": self.model,
             "check": self.check,
@@ -130,7 +131,7 @@ class FidelityResult:
             "passed": self.passed,
             "claim": self.claim,
             "observed": self.observed,
-            "figures": {k: _json_float(v) for k, v in self.figures.items()},
+            "figures": {k: float(v) for k, v in self.figures.items()},
         }
 
 
@@ -328,9 +329,3 @@ def check_dtype(dtype: Any) -> str:
         )
     return name
 
-
-def _json_float(x: float) -> float | str:
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")

@@ -61,3 +61,16 @@ def test_replacing_an_implementation_changes_the_next_verdict():
     assert not broken.passed, "a doubled gradient passed: the verdict came from an earlier run"
     assert "consensus" in broken.message
     assert _verify.run_case(case).passed
+
+
+def test_a_claims_non_finite_figures_are_written_as_json_strings():
+    import json
+
+    result = reference_models.FidelityResult(
+        model="m", check="loss_falls", implementation="i", dtype="float64", passed=False,
+        claim="c", observed="diverged", figures={"final_loss": float("nan"), "ratio": float("inf")},
+    )
+    details = _verify._json_figures(result.to_dict())
+    document = json.loads(json.dumps(details, allow_nan=False))
+    assert document["figures"] == {"final_loss": "nan", "ratio": "inf"}
+    assert document["observed"] == "diverged"

@@ -180,3 +180,31 @@ def test_sum_example_gradients_are_ones_in_every_style():
         assert all(np.array_equal(g, np.ones((5, 5))) for g in grads.values()), style
     with pytest.raises(ValueError, match="style='torch_module' has no version of the sum example"):
         sum_grads("torch_module", x, x)
+
+
+def test_training_loops_are_derived_from_the_styles_that_have_their_own():
+    model = reference_models.get("softmax_classifier")
+    own = {k for k, impl in model.implementations.items() if hasattr(impl, "train")}
+    assert own and set(model.training_loops) == own
+    assert model.training_loops["torch_module"] == model.implementations["torch_module"].train
+    # A model whose doc trains nothing has no loops, though its styles could train.
+    assert reference_models.get("hand_sigmoid").training_loops == {}
+
+
+def test_a_closed_form_claim_fails_on_a_gradient_off_by_a_rounding_multiple():
+    model = reference_models.get("graph_e")
+    base = model.implementations["numpy_manual"]
+
+    def nudged(params, data, *, dtype="float64", device="cpu"):
+        loss, grads = base(params, data, dtype=dtype, device=device)
+        # 1e-9 relative is far beyond float64 rounding of three additions, far below float32's.
+        return loss, {k: g * (1 + 1e-9) for k, g in grads.items()}
+
+    reference_models.register_implementation("graph_e", "nudged", nudged)
+    try:
+        [r64] = model.run_fidelity(["paths_add"], implementations=["nudged"])
+        [r32] = model.run_fidelity(["paths_add"], implementations=["nudged"], dtype="float32")
+    finally:
+        reference_models.unregister_implementation("graph_e", "nudged")
+    assert not r64.passed and r64.figures["a_margin"] > 1
+    assert r32.passed and r32.figures["a_margin"] <= 1
