@@ -1,27 +1,99 @@
-"""Custom autograd Functions with a deliberately wrong backward, shared by the test files."""
+"""Custom autograd Functions, right or deliberately wrong, shared by the test files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+Unary = Callable[[torch.Tensor], torch.Tensor]
+
+
+def unary_function(
+    forward: Unary,
+    derivative: Unary,
+    *,
+    factor: float = 1.0,
+    element: int | None = None,
+    cast: torch.dtype | None = None,
+    jvp_factor: float | None = None,
+    name: str = "Unary",
+) -> type[torch.autograd.Function]:
+    """An elementwise Function `forward` whose backward is `g * derivative(x)`.
+
+    **Arguments:**
+    - `factor`: scales the backward, at one flat `element` or everywhere (a wrong backward).
+    - `cast`: the dtype the backward's result is cast to (a wrong gradient dtype).
+    - `jvp_factor`: give the Function a forward-mode rule, `t * derivative(x) * jvp_factor`;
+      `None` leaves it without one.
+    - `name`: the class name, which torch's notes quote.
+    """
+
+    def grad(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = g * derivative(x)
+        if element is None:
+            out = out * factor
+        else:
+            out = out.clone()
+            out.view(-1)[element] *= factor
+        return out if cast is None else out.to(cast)
+
+    if jvp_factor is None:
+
+        class Base(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return forward(x)
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return grad(g, x)
+
+    else:
+
+        class Base(torch.autograd.Function):  # type: ignore[no-redef]
+            @staticmethod
+            def forward(x):
+                return forward(x)
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                ctx.save_for_backward(inputs[0])
+                ctx.save_for_forward(inputs[0])
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_tensors
+                return grad(g, x)
+
+            @staticmethod
+            def jvp(ctx, t):
+                (x,) = ctx.saved_tensors
+                return t * derivative(x) * jvp_factor
+
+    # A subclass of that name, so that its backward node is named after it too.
+    return type(name, (Base,), {})
 
 
 def scaled_sin(factor: float, *, element: int | None = None):
     """sin whose backward is scaled by `factor`: at one flat element, or everywhere."""
+    return unary_function(torch.sin, torch.cos, factor=factor, element=element, name="Sin").apply
 
-    class Sin(torch.autograd.Function):
+
+def product(*, b_factor: float = 1.0):
+    """`a * b` as a Function; `b_factor` scales the gradient of `b` (a wrong backward)."""
+
+    class Mul(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.sin()
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return a * b
 
         @staticmethod
         def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            out = g * x.cos()
-            if element is None:
-                return out * factor
-            out = out.clone()
-            out.view(-1)[element] *= factor
-            return out
+            a, b = ctx.saved_tensors
+            return g * b, g * a * b_factor
 
-    return Sin.apply
+    return Mul.apply

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gradcheck_kit as gk
-from custom_functions import scaled_sin
+from custom_functions import product, scaled_sin, unary_function
 from gradcheck_kit import GradientMismatch, Report
 
 FLOATS = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
@@ -133,32 +133,13 @@ def test_several_inputs_and_outputs_and_inputs_without_grad():
 
 
 def test_wrong_gradient_for_a_reused_input_is_caught():
-    class MulSelf(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, y):
-            ctx.save_for_backward(x, y)
-            return x * y
-
-        @staticmethod
-        def backward(ctx, g):
-            x, y = ctx.saved_tensors
-            return g * y, g * x
-
-    good = lambda x: MulSelf.apply(x, x)  # noqa: E731 - autograd accumulates both paths
+    mul = product()
+    good = lambda x: mul(x, x)  # noqa: E731 - autograd accumulates both paths
     assert gk.gradcheck(good, rand(4))
 
-    class Square(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * x  # forgot the second path: should be 2x
-
-    assert not gk.gradcheck(Square.apply, rand(4), raise_exception=False)
+    # The backward forgot the second path: g * x where it should be 2x.
+    square = unary_function(lambda x: x * x, lambda x: x, name="Square").apply
+    assert not gk.gradcheck(square, rand(4), raise_exception=False)
 
 
 def test_nondeterministic_backward_fails_with_a_named_check():
@@ -288,40 +269,20 @@ def test_two_layer_network_tenth_of_a_percent_weight_error():
         assert report.failures[0].worst[0].input_index == (3, 7)
 
 
-class _SinWithJvp(torch.autograd.Function):
-    """sin with a correct backward and a jvp scaled by `JVP_FACTOR`."""
-
-    JVP_FACTOR = 1.0
-
-    @staticmethod
-    def forward(x):
-        return x.sin()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0])
-        ctx.save_for_forward(inputs[0])
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x.cos()
-
-    @staticmethod
-    def jvp(ctx, t):
-        (x,) = ctx.saved_tensors
-        return t * x.cos() * _SinWithJvp.JVP_FACTOR
+def _sin_with_jvp(jvp_factor: float) -> type[torch.autograd.Function]:
+    """sin with a correct backward and a jvp scaled by `jvp_factor`."""
+    return unary_function(torch.sin, torch.cos, jvp_factor=jvp_factor, name="SinWithJvp")
 
 
-def test_a_wrong_forward_mode_rule_is_a_note_unless_forward_ad_is_checked(monkeypatch):
+def test_a_wrong_forward_mode_rule_is_a_note_unless_forward_ad_is_checked():
     x = rand(5)
-    report = gk.gradcheck(_SinWithJvp.apply, x)
+    report = gk.gradcheck(_sin_with_jvp(1.0).apply, x)
     assert any("dot-product" in c.check for c in report.comparisons)  # the jvp ran
-    monkeypatch.setattr(_SinWithJvp, "JVP_FACTOR", 1.5)
-    report = gk.gradcheck(_SinWithJvp.apply, x)
+    wrong_jvp = _sin_with_jvp(1.5).apply
+    report = gk.gradcheck(wrong_jvp, x)
     assert report.passed
     assert any("forward-mode (jvp) rule looks wrong" in n for n in report.notes)
-    strict = gk.gradcheck(_SinWithJvp.apply, x, check_forward_ad=True, raise_exception=False)
+    strict = gk.gradcheck(wrong_jvp, x, check_forward_ad=True, raise_exception=False)
     assert not strict and "dot-product" in strict.failures[0].check
 
 

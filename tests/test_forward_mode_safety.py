@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk
+from custom_functions import unary_function
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,16 +85,7 @@ def test_ops_whose_forward_rule_is_a_decomposition_still_get_forward_mode():
     assert not any("forward mode unavailable" in n for n in report.notes)
 
 
-class _NoJvp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.exp()
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x.exp()
+_NoJvp = unary_function(torch.exp, torch.exp, name="_NoJvp")  # a backward, no jvp
 
 
 def test_the_forward_mode_note_keeps_its_first_sentence_whole():

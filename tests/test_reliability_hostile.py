@@ -20,6 +20,7 @@ import torch
 
 import gradcheck_kit as gk
 from gradcheck_kit._targets import CheckInputError
+from custom_functions import product
 
 
 def tensor(*shape, dtype=torch.float64, seed=0, requires_grad=True):
@@ -176,18 +177,7 @@ def test_noncontiguous_and_stride_zero_inputs_get_correct_verdicts(kind):
 
 
 def product_with_wrong_b_gradient():
-    class Mul(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, a, b):
-            ctx.save_for_backward(a, b)
-            return a * b
-
-        @staticmethod
-        def backward(ctx, g):
-            a, b = ctx.saved_tensors
-            return g * b, g * a * 1.1  # the gradient for b is wrong
-
-    return Mul.apply
+    return product(b_factor=1.1)  # the gradient for b is wrong
 
 
 def test_only_inputs_that_require_grad_are_checked():

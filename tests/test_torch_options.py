@@ -13,6 +13,7 @@ import gradcheck_kit as gk
 from gradcheck_kit import GradientMismatch
 from gradcheck_kit._exceptions import mismatch_class_for
 from gradcheck_kit._targets import torch_options as to
+from custom_functions import unary_function
 
 
 def torch_verdict(fn, inputs, **kw) -> bool:
@@ -108,41 +109,11 @@ class DoubleBatchMixing(Double):
         return g * 2
 
 
-class SinFloat32Grad(torch.autograd.Function):
-    """Computes the gradient in float32 for a float64 input (torch casts it silently)."""
+# Computes the gradient in float32 for a float64 input (torch casts it silently).
+SinFloat32Grad = unary_function(torch.sin, torch.cos, cast=torch.float32, name="SinFloat32Grad")
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.sin()
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return (g * x.cos()).float()
-
-
-class SinFwd(torch.autograd.Function):
-    """sin with a forward-mode rule."""
-
-    @staticmethod
-    def forward(x):
-        return x.sin()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0])
-        ctx.save_for_forward(inputs[0])
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * x.cos()
-
-    @staticmethod
-    def jvp(ctx, t):
-        (x,) = ctx.saved_tensors
-        return t * x.cos()
+# sin with a forward-mode rule.
+SinFwd = unary_function(torch.sin, torch.cos, jvp_factor=1.0, name="SinFwd")
 
 
 class SinFwdNumpy(SinFwd):
