@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import cast, numpy_arrays
-from ._claims import agree, claim_result
+from ._claims import agree, claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -224,24 +224,24 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=None,
-    fidelity={
-        "sum_grad_ones": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="sum_grad_ones",
             claim=SUM_CLAIM,
             run=_sum_grad_ones,
             styles=("numpy_manual", "torch_manual", "torch_autograd", "jax"),
         ),
-        "power_grads": FidelityCheck(
+        FidelityCheck(
             name="power_grads",
             claim=POWER_CLAIM,
             run=_power_grads,
         ),
-        "no_grad": FidelityCheck(
+        FidelityCheck(
             name="no_grad",
             claim=NO_GRAD_CLAIM,
             run=_no_grad,
             styles=("torch_autograd",),
         ),
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import claim_result
+from ._claims import claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import (
@@ -38,6 +38,7 @@ from ._torch_style import (
     ModuleStyle,
     grad_or_zeros,
     lazy_classes,
+    summed_squared_error,
     to_numpy,
     torch_tensors,
 )
@@ -189,15 +190,9 @@ def _polynomial3() -> type:
 __getattr__ = lazy_classes(__name__, {"Polynomial3": _polynomial3})
 
 
-def _custom_module_loss(module: Any, d: dict[str, Any]) -> Any:
-    import torch
-
-    return torch.nn.MSELoss(reduction="sum")(module(d["x"]), d["y"])
-
-
 torch_custom_module = ModuleStyle(
     lambda shapes: _polynomial3()(),
-    _custom_module_loss,
+    summed_squared_error,
     binding={k: (k, False) for k in PARAMS},
     training=TRAINING,
 )
@@ -265,12 +260,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "fit_reached": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="fit_reached",
             claim=CLAIM,
             run=_fit_reached,
         )
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

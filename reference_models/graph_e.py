@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import agree, claim_result
+from ._claims import agree, claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, to_numpy, torch_tensors
@@ -122,12 +122,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=None,
-    fidelity={
-        "paths_add": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="paths_add",
             claim=CLAIM,
             run=_paths_add,
         )
-    },
+    ),
     rounding_terms=lambda params, data: 3,
 )

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import agree, claim_result
+from ._claims import agree, claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel
 from ._torch_style import AutogradStyle, to_numpy, torch_tensors
@@ -149,13 +149,13 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=None,
-    fidelity={
-        "matches_torch_sigmoid": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="matches_torch_sigmoid",
             claim=CLAIM,
             run=_matches_builtin,
         )
-    },
+    ),
     # exp, one addition, one division, and the product and sum with v (2 x 2 terms).
     rounding_terms=lambda params, data: int(4 + np.size(params["x"])),
 )

@@ -28,10 +28,17 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import loss_falls
+from ._claims import claims, loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._torch_style import (
+    AutogradStyle,
+    ModuleStyle,
+    lazy_classes,
+    summed_squared_error,
+    to_numpy,
+    torch_tensors,
+)
 
 __all__ = [
     "MODEL",
@@ -188,15 +195,9 @@ __getattr__ = lazy_classes(
 )
 
 
-def _module_loss(module: Any, d: dict[str, Any]) -> Any:
-    import torch
-
-    return torch.nn.MSELoss(reduction="sum")(module(d["x"]), d["y"])
-
-
 torch_module = ModuleStyle(
     lambda shapes: _legendre_module()(),
-    _module_loss,
+    summed_squared_error,
     binding={k: (k, False) for k in PARAMS},
     training=TRAINING,
 )
@@ -278,12 +279,12 @@ MODEL = ReferenceModel(
         "jax_custom_vjp": jax_custom_vjp,
     },
     training=TRAINING,
-    fidelity={
-        "loss_falls": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="loss_falls",
             claim=CLAIM,
             run=_loss_falls,
         )
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import claim_result
+from ._claims import claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -189,12 +189,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "w_to_two": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="w_to_two",
             claim=CLAIM,
             run=_w_to_two,
         )
-    },
+    ),
     rounding_terms=lambda params, data: int(np.size(data["x"])),
 )

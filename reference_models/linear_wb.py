@@ -22,10 +22,17 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import claim_result
+from ._claims import claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._torch_style import (
+    AutogradStyle,
+    ModuleStyle,
+    lazy_classes,
+    summed_squared_error,
+    to_numpy,
+    torch_tensors,
+)
 from ._training import train
 
 __all__ = [
@@ -126,15 +133,9 @@ def _linear_model() -> type:
 __getattr__ = lazy_classes(__name__, {"LinearModel": _linear_model})
 
 
-def _module_loss(module: Any, d: dict[str, Any]) -> Any:
-    import torch
-
-    return torch.nn.MSELoss(reduction="sum")(module(d["x"]), d["y"])
-
-
 torch_module = ModuleStyle(
     lambda shapes: _linear_model()(),
-    _module_loss,
+    summed_squared_error,
     binding={W: (W, False), B: (B, False)},
     training=TRAINING,
 )
@@ -198,12 +199,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "fit_after_1000_epochs": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="fit_after_1000_epochs",
             claim=CLAIM,
             run=_fit_after_1000,
         )
-    },
+    ),
     rounding_terms=lambda params, data: int(np.shape(data["x"])[0]) + 1,
 )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import loss_falls
+from ._claims import claims, loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
@@ -243,12 +243,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "loss_falls": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="loss_falls",
             claim=CLAIM,
             run=_loss_falls,
         )
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

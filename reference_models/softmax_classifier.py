@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import agree, claim_result
+from ._claims import agree, claim_result, claims
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
 from ._torch_style import AutogradStyle, ModuleStyle, grad_or_zeros, to_numpy, torch_tensors
@@ -339,19 +339,19 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "same_as_cross_entropy": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="same_as_cross_entropy",
             claim=SAME_CLAIM,
             run=_same_as_cross_entropy,
             styles=("torch_module_log_softmax_nll", "torch_module_softmax_log_nll"),
         ),
-        "grads_accumulate": FidelityCheck(
+        FidelityCheck(
             name="grads_accumulate",
             claim=ACCUMULATE_CLAIM,
             run=_grads_accumulate,
             styles=("torch_module", "torch_module_log_softmax_nll", "torch_module_softmax_log_nll"),
         ),
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

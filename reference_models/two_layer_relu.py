@@ -23,10 +23,17 @@ from typing import Any
 import numpy as np
 
 from ._arrays import numpy_arrays
-from ._claims import loss_falls
+from ._claims import claims, loss_falls
 from ._jax_style import JaxStyle
 from ._model import Arrays, FidelityCheck, FidelityResult, ReferenceModel, Training
-from ._torch_style import AutogradStyle, ModuleStyle, lazy_classes, to_numpy, torch_tensors
+from ._torch_style import (
+    AutogradStyle,
+    ModuleStyle,
+    lazy_classes,
+    summed_squared_error,
+    to_numpy,
+    torch_tensors,
+)
 
 __all__ = [
     "MODEL",
@@ -148,15 +155,9 @@ def _make_module(shapes: Mapping[str, tuple[int, ...]]) -> Any:
     return _two_layer_net()(d_in, h, d_out)
 
 
-def _module_loss(module: Any, d: dict[str, Any]) -> Any:
-    import torch
-
-    return torch.nn.MSELoss(reduction="sum")(module(d["x"]), d["y"])
-
-
 torch_module = ModuleStyle(
     _make_module,
-    _module_loss,
+    summed_squared_error,
     binding={"w1": ("linear1.weight", True), "w2": ("linear2.weight", True)},
     training=TRAINING,
 )
@@ -208,12 +209,12 @@ MODEL = ReferenceModel(
         "jax": jax,
     },
     training=TRAINING,
-    fidelity={
-        "loss_falls": FidelityCheck(
+    fidelity=claims(
+        FidelityCheck(
             name="loss_falls",
             claim=CLAIM,
             run=_loss_falls,
         )
-    },
+    ),
     rounding_terms=_rounding_terms,
 )

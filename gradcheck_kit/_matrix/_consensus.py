@@ -9,6 +9,7 @@ vanishes by symmetry, like `legendre_fit`'s at the tutorial's init) has no scale
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -209,21 +210,9 @@ def comparison_row(
 
 
 def _mirror(row: CrossCheckRow, name: str, against: str) -> CrossCheckRow:
-    return CrossCheckRow(
-        implementation=name,
-        check=row.check,
-        against=against,
-        quantity=row.quantity,
-        index=row.index,
-        actual=row.expected,
-        expected=row.actual,
-        error=row.error,
-        tolerance=row.tolerance,
-        margin=row.margin,
-        passed=row.passed,
-        source=row.source,
-        mismatched=row.mismatched,
-        size=row.size,
+    # The same comparison seen from the other implementation: actual and expected swap.
+    return dataclasses.replace(
+        row, implementation=name, against=against, actual=row.expected, expected=row.actual
     )
 
 
