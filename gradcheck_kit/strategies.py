@@ -181,9 +181,9 @@ class ModelExample:
 
     def build(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """`(params, data)` of this example, as `reference_models` makes them."""
-        import reference_models
+        from ._matrix import reference_model
 
-        return reference_models.get(self.model).example(
+        return reference_model(self.model).example(
             seed=self.seed, dtype=self.dtype, **self.sizes
         )
 
@@ -218,9 +218,9 @@ def examples(
         ...
     ```
     """
-    import reference_models
+    from ._matrix import reference_model
 
-    model = reference_models.get(model_name)
+    model = reference_model(model_name)
     overrides = dict(sizes or {})
     unknown = sorted(set(overrides) - set(model.default_sizes))
     if unknown:

@@ -247,3 +247,35 @@ def test_crosscheck_leaves_the_callers_arrays_alone():
     for key, value in {**params, **data}.items():
         np.testing.assert_array_equal(value, snapshot[key])
     assert all(r.passed for r in report.rows if r.check in ("valid", "consensus", "jax"))
+
+
+def _imported_modules(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield ("." * node.level) + (node.module or "")
+
+
+def test_only_the_matrix_layer_imports_reference_models_and_only_one_way():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    importers = {
+        str(p.relative_to(root / "gradcheck_kit"))
+        for p in (root / "gradcheck_kit").rglob("*.py")
+        if any(m.split(".")[0] == "reference_models" for m in _imported_modules(p))
+    }
+    # The matrix and verify; the command line also locates the package to list its files.
+    allowed = {"_verify.py", "_cli.py"}
+    assert importers and all(p.startswith("_matrix/") or p in allowed for p in importers), importers
+    private = {
+        (p.name, m)
+        for p in (root / "reference_models").glob("*.py")
+        for m in _imported_modules(p)
+        if m.startswith("gradcheck_kit.") or m.startswith("gradcheck_kit._")
+    }
+    assert private == set()
