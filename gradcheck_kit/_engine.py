@@ -22,6 +22,7 @@ coordinates for large ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +45,9 @@ from ._probes import (
     draw_directions,
     output_layout,
     output_scales,
+    without_frozen,
 )
-from ._report import Comparison, Report
+from ._report import Comparison, Element, Report
 from ._targets import CheckInputError, Target
 from ._tolerance import Tolerances, ToleranceModel, UserTolerance
 
@@ -98,7 +100,8 @@ def run(target: Target, settings: Settings) -> Report:
         if f.any():
             notes.append(
                 f"{name} has {int(f.sum())} infinite element(s): held fixed, their "
-                f"gradients are not compared"
+                f"gradients must be finite and zero (nothing differentiable reaches an "
+                f"infinite input), not compared with finite differences"
             )
 
     # -- probes and reverse mode
@@ -123,9 +126,12 @@ def run(target: Target, settings: Settings) -> Report:
         checked=tuple(i for i, x in enumerate(t.base) if x.size > 0),
     )
     sets = point.cotangent_sets()
-    # The last set repeats the first: two identical backward passes must agree.
-    grads = reverse_mode(t, sets + sets[:1], frozen)
+    # The last set repeats the first: two identical backward passes must agree. The raw
+    # gradients keep their frozen elements, which are checked on their own below.
+    raw = reverse_mode(t, sets + sets[:1], [np.zeros(f.shape, dtype=bool) for f in frozen])
+    grads = [without_frozen(g, frozen) for g in raw]
     point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:-1]))
+    comparisons += _frozen_comparisons(point, raw[:-1], eps=tolerances.work.eps)
     determinism = compare_determinism(
         grads[0], grads[-1], input_names=t.input_names, output_name=t.output_names[0],
         nondet_tol=s.nondet_tol,
@@ -193,6 +199,9 @@ def run(target: Target, settings: Settings) -> Report:
         enforce=not t.promoted and t.native_dtype != "float64",
     )
 
+    if t.outputs_independent:
+        comparisons.append(_independence(point))
+
     return Report(
         comparisons=comparisons,
         framework=t.framework,
@@ -207,6 +216,84 @@ def run(target: Target, settings: Settings) -> Report:
         notes=_unique(notes),
         errors=[],
         power=power,
+    )
+
+
+def _frozen_comparisons(
+    point: BasePoint, raw: list[list[np.ndarray]], *, eps: float
+) -> list[Comparison]:
+    """The gradients at frozen (infinite, held-fixed) input elements: finite and zero.
+
+    Finite differences cannot move an infinite element, so its gradient is checked on its
+    own: where the outputs are finite, nothing differentiable reaches it (a masked softmax
+    gives its -inf scores exactly zero weight), and a nonzero or NaN gradient there is a
+    backward that leaks into masked positions. The tolerance is rounding of the finite
+    elements' gradients (`eps` of the largest), not a fixed absolute one.
+    """
+    out = []
+    for i in point.checked:
+        f = point.frozen[i]
+        if not f.any():
+            continue
+        for j, name in enumerate(point.output_names):
+            g = np.asarray(raw[j][i], dtype=np.float64)
+            at = g[f]
+            with np.errstate(invalid="ignore"):
+                error = float(np.max(np.abs(at))) if np.all(np.isfinite(at)) else math.inf
+            finite = g[~f]
+            finite = finite[np.isfinite(finite)]
+            tol = eps * float(np.max(np.abs(finite), initial=0.0))
+            passed = error <= tol
+            worst = []
+            if not passed:
+                k = int(np.argmax(np.where(np.isfinite(at), np.abs(at), np.inf)))
+                index = tuple(int(c) for c in np.argwhere(f)[k])
+                worst = [Element(index, None, float(at[k]), 0.0, abs(float(at[k])), tol)]
+            out.append(Comparison(
+                check="gradient at held-fixed (infinite) input elements",
+                input=point.input_names[i],
+                output=name,
+                error=error,
+                tolerance=tol,
+                tolerance_source="eps x the largest gradient at the finite elements",
+                passed=passed,
+                analytic=float(at[np.argmax(np.abs(np.nan_to_num(at, nan=np.inf)))]),
+                numeric=0.0,
+                worst=worst,
+                backward_evals=1,
+                notes=[] if passed else [
+                    f"{point.input_names[i]} has {int(f.sum())} infinite element(s), held "
+                    f"fixed; the outputs are finite, so nothing differentiable reaches them "
+                    f"and their gradient must be 0, but the backward gives "
+                    f"{float(at[k]):.6g} at index {list(index)}: it leaks gradient (or NaN) "
+                    f"into masked positions"
+                ],
+            ))
+    return out
+
+
+def _independence(point: BasePoint) -> Comparison:
+    """An inconclusive comparison: the outputs do not depend on the inputs as passed."""
+    names = ", ".join(point.input_names)
+    reason = (
+        f"the outputs do not depend on {names} as passed: every gradient is exactly zero "
+        f"and perturbing the inputs leaves the outputs bit for bit unchanged, so analytic "
+        f"and numeric derivatives are both 0 and nothing is checked. If the function reads "
+        f"the tensor through a closure, a global or a module attribute, pass it as an "
+        f"argument and compute with that argument"
+    )
+    return Comparison(
+        check="dependence of the outputs on the inputs",
+        input=names,
+        output=", ".join(point.output_names),
+        error=0.0,
+        tolerance=0.0,
+        tolerance_source="outputs independent of the inputs",
+        passed=False,
+        analytic=0.0,
+        numeric=0.0,
+        inconclusive=True,
+        inconclusive_reason=reason,
     )
 
 
