@@ -665,6 +665,63 @@ def _numpy_cases() -> list[Case]:
     ]
 
 
+def _torch_held_fixed_and_independent() -> list[Case]:
+    """Issue 10 items 10 and 11: backwards leaking into -inf (masked) positions, and a
+    function that reads its parameter through a closure instead of its argument."""
+    cat = "held fixed / independent"
+
+    def scores(dtype: str) -> tuple[Tensor, ...]:
+        x = _normal(70, (3, 6))
+        x[0, 4:] = -np.inf
+        x[2, [1, 5]] = -np.inf
+        return (_tensor(x, dtype),)
+
+    weights = torch.linspace(-1.0, 2.0, 6, dtype=torch.float64)
+
+    def masked(x: Tensor) -> Tensor:
+        return torch.softmax(x, -1) * weights.to(x.dtype)
+
+    def softmax_grad(g: Tensor, x: Tensor) -> Tensor:
+        y = torch.softmax(x, -1)
+        return y * (g - (g * y).sum(-1, keepdim=True))
+
+    def leaking(g: Tensor, x: Tensor) -> Tensor:
+        return softmax_grad(g, x) + 0.05 * torch.isinf(x).to(g.dtype) * g
+
+    def nan_leaking(g: Tensor, x: Tensor) -> Tensor:
+        return torch.where(torch.isinf(x), torch.full_like(g, float("nan")), softmax_grad(g, x))
+
+    def soft(x: Tensor) -> Tensor:
+        return torch.softmax(x, -1)
+
+    def weighted(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda x: f(x) * weights.to(x.dtype)
+
+    held: dict[str, Tensor] = {}
+
+    def closure_inputs(dtype: str) -> tuple[Tensor, ...]:
+        held["p"] = _tensor(_normal(71, (5,)), dtype)
+        return (held["p"].detach().clone().requires_grad_(),)
+
+    return [
+        _torch_case("masked_softmax_correct", "control", False, masked, masked, scores,
+                    description="softmax over scores with -inf (masked) entries, correct"),
+        _torch_case("masked_softmax_leaks_into_masked", cat, True,
+                    weighted(custom_function("masked_leak", soft, leaking)), masked, scores,
+                    description="masked softmax whose backward adds 0.05 g at the -inf positions"),
+        _torch_case("masked_softmax_nan_at_masked", cat, True,
+                    weighted(custom_function("masked_nan", soft, nan_leaking)), masked, scores,
+                    description="masked softmax whose backward returns NaN at the -inf positions"),
+        _torch_case("closure_parameter_ignores_input", cat, True,
+                    lambda q: torch.tanh(held["p"]) * 2.0, lambda q: torch.tanh(q) * 2.0, closure_inputs,
+                    description="reads the parameter through a closure while a copy is passed: "
+                                "the check is vacuous"),
+        _torch_case("closure_parameter_uses_input_correct", "control", False,
+                    lambda q: torch.tanh(q) * 2.0, lambda q: torch.tanh(q) * 2.0, closure_inputs,
+                    description="the same function computing with its argument, correct"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -686,6 +743,7 @@ def zoo_cases() -> list[Case]:
         + _torch_nondeterministic()
         + _torch_second_order()
         + _torch_hard_float32()
+        + _torch_held_fixed_and_independent()
         + _jax_cases()
         + _numpy_cases()
     )

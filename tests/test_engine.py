@@ -61,3 +61,56 @@ def test_tiny_inputs_are_perturbed_at_their_own_scale():
     assert report.passed
     assert not any("differentiable" in n for c in report.comparisons for n in c.notes)
     assert not any("differentiable" in n for n in report.notes)
+
+
+# -- held-fixed (infinite) inputs and outputs independent of the inputs -----------------------
+
+
+def _masked_scores():
+    x = torch.tensor([[0.3, -1.2, 0.8, 0.0, 0.0], [1.1, 0.4, -0.5, 0.2, 0.0]], dtype=torch.float64)
+    x[0, 3:] = float("-inf")
+    x[1, 4] = float("-inf")
+    return x.requires_grad_()
+
+
+def _softmax_with_backward(leak):
+    class Softmax(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.softmax(x, -1)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            return leak(y * (gy - (gy * y).sum(-1, keepdim=True)), y, gy)
+
+    weights = torch.arange(5.0, dtype=torch.float64)
+    return lambda x: (Softmax.apply(x) * weights).sum()
+
+
+@pytest.mark.parametrize("leak, passes", [
+    (lambda gx, y, gy: gx, True),
+    (lambda gx, y, gy: gx + 0.1 * (y == 0) * gy, False),
+    (lambda gx, y, gy: torch.where(y == 0, torch.full_like(gx, float("nan")), gx), False),
+])
+def test_gradients_at_infinite_inputs_must_be_finite_and_zero(leak, passes):
+    r = gk.gradcheck(_softmax_with_backward(leak), _masked_scores(), raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [held] = [c for c in r.comparisons if c.check.startswith("gradient at held-fixed")]
+    assert held.passed is passes
+    if not passes:
+        assert held.worst and held.worst[0].input_index in {(0, 3), (0, 4), (1, 4)}
+        assert "leaks gradient" in held.notes[0]
+
+
+def test_outputs_independent_of_the_inputs_are_inconclusive_with_the_fix():
+    p = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    r = gk.gradcheck(lambda q: (p * p).sum(), p.detach().clone().requires_grad_(), raise_exception=False)
+    assert r.status == "inconclusive" and not r
+    [c] = [c for c in r.comparisons if c.inconclusive]
+    assert "pass it as an argument" in c.inconclusive_reason
+    with pytest.raises(gk.InconclusiveCheck):
+        gk.gradcheck(lambda q: (p * p).sum(), p.detach().clone().requires_grad_())
+    assert gk.gradcheck(lambda q: (q * q).sum(), p)
