@@ -722,6 +722,30 @@ def _torch_held_fixed_and_independent() -> list[Case]:
     ]
 
 
+def _torch_kinked_probe() -> list[Case]:
+    """Issue 10 item 9: exact kinks of an L1 term must not hide a wrong data-term gradient."""
+    target = torch.tensor(_normal(73, (16,)))
+
+    def lasso_inputs(dtype: str) -> tuple[Tensor, ...]:
+        w = _normal(72, (16,))
+        w[[3, 8, 14]] = 0.0
+        return (_tensor(w, dtype),)
+
+    def mse(w: Tensor) -> Tensor:
+        return ((w - target.to(w.dtype)) ** 2).mean()
+
+    def l1(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda w: f(w) + 0.3 * w.abs().sum()
+
+    wrong = custom_function("mse_double", mse, lambda g, w: g * 4.0 * (w - target.to(w.dtype)) / w.numel())
+    return [
+        _torch_case("l1_with_exact_zeros_correct", "kink control", False, l1(mse), l1(mse), lasso_inputs,
+                    description="mse(w) + 0.3 |w|.sum() with three exact zeros in w, correct"),
+        _torch_case("l1_with_exact_zeros_data_term_x2", "kinks", True, l1(wrong), l1(mse), lasso_inputs,
+                    description="the same with the data term's gradient doubled"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -744,6 +768,7 @@ def zoo_cases() -> list[Case]:
         + _torch_second_order()
         + _torch_hard_float32()
         + _torch_held_fixed_and_independent()
+        + _torch_kinked_probe()
         + _jax_cases()
         + _numpy_cases()
     )

@@ -114,3 +114,35 @@ def test_outputs_independent_of_the_inputs_are_inconclusive_with_the_fix():
     with pytest.raises(gk.InconclusiveCheck):
         gk.gradcheck(lambda q: (p * p).sum(), p.detach().clone().requires_grad_())
     assert gk.gradcheck(lambda q: (q * q).sum(), p)
+
+
+# -- a kink in the probe must not hide the smooth coordinates ---------------------------------
+
+
+def _lasso(data_factor):
+    target = torch.linspace(-1.0, 1.5, 12, dtype=torch.float64)
+
+    class Mse(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, w):
+            ctx.save_for_backward(w)
+            return ((w - target.to(w.dtype)) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, go):
+            (w,) = ctx.saved_tensors
+            return go * data_factor * 2 * (w - target.to(w.dtype)) / w.numel()
+
+    return lambda w: Mse.apply(w) + 0.5 * w.abs().sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("factor, passes", [(1.0, True), (2.0, False)])
+def test_kinked_probe_checks_its_smooth_coordinates_sharply(dtype, factor, passes):
+    w = torch.linspace(-0.9, 1.3, 12, dtype=torch.float64)
+    w[[1, 6, 10]] = 0.0  # exact kinks of |w|
+    r = gk.gradcheck(_lasso(factor), w.to(dtype).requires_grad_(), raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [c] = [c for c in r.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES]
+    assert any("kinked probe split" in n for n in c.notes)
+    assert c.passed is passes
