@@ -746,6 +746,29 @@ def _torch_kinked_probe() -> list[Case]:
     ]
 
 
+def _torch_dynamic_range() -> list[Case]:
+    """Issue 10 item 13: a wrong gradient in the smallest entries of a wide-ranged output."""
+    wide = lambda dtype: (_tensor(np.linspace(0.0, 40.0, 24), dtype),)
+
+    def exp_first_off(g: Tensor, x: Tensor) -> Tensor:
+        return _one_element(g * torch.exp(x), 0, 1.5)
+
+    def softplus_low_off(g: Tensor, x: Tensor) -> Tensor:
+        return _one_element(g * torch.sigmoid(x), 1, 0.5)
+
+    spread = lambda dtype: (_tensor(np.linspace(-30.0, 30.0, 20), dtype),)
+    return [
+        _torch_case("exp_wide_range_correct", "control", False, torch.exp, torch.exp, wide,
+                    description="exp over [0, 40], correct"),
+        _unary("exp_wide_range_entry0_x1.5", "element/region", True, torch.exp, exp_first_off, wide,
+               "exp over [0, 40] with the gradient of entry 0 (exp(0) = 1) off by x1.5"),
+        _torch_case("softplus_wide_range_correct", "control", False, torch.nn.functional.softplus,
+                    torch.nn.functional.softplus, spread, description="softplus over [-30, 30], correct"),
+        _unary("softplus_wide_range_entry1_x0.5", "element/region", True, torch.nn.functional.softplus,
+               softplus_low_off, spread, "softplus over [-30, 30] with the gradient of entry 1 halved"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -769,6 +792,7 @@ def zoo_cases() -> list[Case]:
         + _torch_hard_float32()
         + _torch_held_fixed_and_independent()
         + _torch_kinked_probe()
+        + _torch_dynamic_range()
         + _jax_cases()
         + _numpy_cases()
     )

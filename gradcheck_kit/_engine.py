@@ -45,6 +45,7 @@ from ._probes import (
     draw_cotangents,
     draw_directions,
     output_layout,
+    on_output,
     output_scales,
     without_frozen,
 )
@@ -149,13 +150,16 @@ def run(target: Target, settings: Settings) -> Report:
 
     check = finite_difference_check(hand_written=t.hand_written_grad is not None, promoted=t.promoted)
     fd: dict[tuple[int, int], int] = {}  # (i, j) -> index of its comparison
+    ds: dict[int, Derivative] = {}
     for i in point.checked:
-        d = derivative(i, point.v[i])
+        d = ds[i] = derivative(i, point.v[i])
         for j in range(len(point.u)):
             fd[i, j] = len(comparisons)
             comparisons.append(compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check))
         if np.any(d.kink):
             _split_kinks(point, i, d, comparisons, fd, derivative=derivative, tolerances=tolerances, check=check)
+
+    comparisons += _equalised(t, point, ds, frozen, tolerances=tolerances, check=check)
 
     # -- forward mode
     if t.hand_written_grad is None:
@@ -227,6 +231,63 @@ def run(target: Target, settings: Settings) -> Report:
 # Most directional derivatives spent on separating the kinked coordinates of one input
 # from its smooth ones (breadth first, so that large smooth parts are checked first).
 KINK_SPLIT_BUDGET = 16
+
+
+# Below this ratio between an output's largest and smallest per-element derivatives the
+# random cotangent already weighs every element fairly, and no equalised probe is run.
+EQUALISE_RANGE = 10.0
+
+
+def _equalised(
+    t: Target,
+    point: BasePoint,
+    ds: dict[int, Derivative],
+    frozen: list[np.ndarray],
+    *,
+    tolerances: Tolerances,
+    check: str,
+) -> list[Comparison]:
+    """The probes again, with each output element weighted by its own derivative's inverse.
+
+    A random cotangent weighs output elements by their size: across exp over [0, 40] the
+    largest entries dominate the probe, and an error in the smallest is far below its
+    tolerance. Weighting element k by `1 / |(J v)_k|` (the finite differences already
+    measured it, or its error where it is smaller) makes every element contribute alike,
+    for one more backward pass per output and no function evaluation. Elements with no
+    derivative along the probe keep their weight. Kinked probes are left to `_split_kinks`.
+    """
+    if not ds or any(np.any(d.kink) for d in ds.values()):
+        return []
+    out = []
+    for j, (a, b) in enumerate(point.parts):
+        scale = sum(np.abs(d.value[a:b]) for d in ds.values())
+        error = sum(d.error[a:b] for d in ds.values())
+        denom = np.maximum(scale, error)
+        live = np.isfinite(denom) & (denom > 0)
+        if live.sum() < 2:
+            continue
+        top, low = float(denom[live].max()), float(denom[live].min())
+        if top <= EQUALISE_RANGE * low:
+            continue
+        weight = np.ones(b - a)
+        weight[live] = np.minimum(top / denom[live], 1e150)  # far from overflow
+        u = point.u[j] * weight.reshape(point.u[j].shape)
+        [grads] = reverse_mode(t, [on_output(j, u, len(point.u))], frozen)
+        us = point.u[:j] + (u,) + point.u[j + 1:]
+        sub = dataclasses.replace(
+            point, u=us, out_scale=tuple(output_scales(us, point.y0)),
+            grads=point.grads[:j] + (tuple(grads),) + point.grads[j + 1:],
+        )
+        for i in ds:
+            c = compare_finite_differences(sub, i, j, ds[i], tolerances=tolerances, check=check)
+            out.append(dataclasses.replace(
+                c, check=check + " (equalised cotangent)", function_evals=0,
+                notes=list(c.notes) + [
+                    f"output elements weighted by the inverse of their derivative along the "
+                    f"probe (range {top / low:.3g}), so that each contributes alike"
+                ],
+            ))
+    return out
 
 
 def _split_kinks(

@@ -154,3 +154,41 @@ def test_a_constant_function_is_not_taken_for_a_closure():
     r = gk.gradcheck(lambda q: (q - q).abs(), x, raise_exception=False)
     assert r.status == "passed"
     assert not any(c.inconclusive for c in r.comparisons)
+
+
+# -- dynamic range inside one output ------------------------------------------------------------
+
+
+def _exp_off_at(element, factor):
+    class Exp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x.exp()
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            gx = (gy * y).clone()
+            gx[element] = gx[element] * factor
+            return gx
+
+    return Exp.apply
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("factor, passes", [(1.0, True), (1.5, False)])
+def test_small_elements_of_a_wide_ranged_output_are_checked(dtype, factor, passes):
+    x = torch.linspace(0.0, 40.0, 21, dtype=dtype, requires_grad=True)
+    r = gk.gradcheck(_exp_off_at(0, factor), x, mode="fast", raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [eq] = [c for c in r.comparisons if c.check.endswith("(equalised cotangent)")]
+    assert eq.passed is passes and eq.function_evals == 0
+    [plain] = [c for c in r.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES and c is not eq]
+    assert plain.passed  # the random cotangent alone is dominated by exp(40)
+
+
+def test_no_equalised_probe_where_the_output_has_no_dynamic_range():
+    r = gk.gradcheck(torch.sin, x64(0.1, 0.7, 1.2))
+    assert not any(c.check.endswith("(equalised cotangent)") for c in r.comparisons)
