@@ -747,8 +747,13 @@ def _torch_kinked_probe() -> list[Case]:
 
 
 def _torch_dynamic_range() -> list[Case]:
-    """Issue 10 item 13: a wrong gradient in the smallest entries of a wide-ranged output."""
-    wide = lambda dtype: (_tensor(np.linspace(0.0, 40.0, 24), dtype),)
+    """Issue 10 item 13: a wrong gradient in the smallest entries of a wide-ranged output.
+
+    The ground truth scores a change normwise (above 1e-6 of the largest Jacobian entry),
+    so the ranges are as wide as keeps the smallest entry's error above that: exp over
+    [0, 13] (entry 0 is e^-13 of the largest), softplus over [-12, 12]. Wider ranges, where
+    an elementwise check still catches the error, are in tests/test_engine.py."""
+    wide = lambda dtype: (_tensor(np.linspace(0.0, 13.0, 24), dtype),)
 
     def exp_first_off(g: Tensor, x: Tensor) -> Tensor:
         return _one_element(g * torch.exp(x), 0, 1.5)
@@ -756,16 +761,16 @@ def _torch_dynamic_range() -> list[Case]:
     def softplus_low_off(g: Tensor, x: Tensor) -> Tensor:
         return _one_element(g * torch.sigmoid(x), 1, 0.5)
 
-    spread = lambda dtype: (_tensor(np.linspace(-30.0, 30.0, 20), dtype),)
+    spread = lambda dtype: (_tensor(np.linspace(-12.0, 12.0, 20), dtype),)
     return [
         _torch_case("exp_wide_range_correct", "control", False, torch.exp, torch.exp, wide,
-                    description="exp over [0, 40], correct"),
+                    description="exp over [0, 13], correct"),
         _unary("exp_wide_range_entry0_x1.5", "element/region", True, torch.exp, exp_first_off, wide,
-               "exp over [0, 40] with the gradient of entry 0 (exp(0) = 1) off by x1.5"),
+               "exp over [0, 13] with the gradient of entry 0 (exp(0) = 1) off by x1.5"),
         _torch_case("softplus_wide_range_correct", "control", False, torch.nn.functional.softplus,
-                    torch.nn.functional.softplus, spread, description="softplus over [-30, 30], correct"),
+                    torch.nn.functional.softplus, spread, description="softplus over [-12, 12], correct"),
         _unary("softplus_wide_range_entry1_x0.5", "element/region", True, torch.nn.functional.softplus,
-               softplus_low_off, spread, "softplus over [-30, 30] with the gradient of entry 1 halved"),
+               softplus_low_off, spread, "softplus over [-12, 12] with the gradient of entry 1 halved"),
     ]
 
 
