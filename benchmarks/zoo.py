@@ -665,6 +665,115 @@ def _numpy_cases() -> list[Case]:
     ]
 
 
+def _torch_held_fixed_and_independent() -> list[Case]:
+    """Issue 10 items 10 and 11: backwards leaking into -inf (masked) positions, and a
+    function that reads its parameter through a closure instead of its argument."""
+    cat = "held fixed / independent"
+
+    def scores(dtype: str) -> tuple[Tensor, ...]:
+        x = _normal(70, (3, 6))
+        x[0, 4:] = -np.inf
+        x[2, [1, 5]] = -np.inf
+        return (_tensor(x, dtype),)
+
+    weights = torch.linspace(-1.0, 2.0, 6, dtype=torch.float64)
+
+    def masked(x: Tensor) -> Tensor:
+        return torch.softmax(x, -1) * weights.to(x.dtype)
+
+    def softmax_grad(g: Tensor, x: Tensor) -> Tensor:
+        y = torch.softmax(x, -1)
+        return y * (g - (g * y).sum(-1, keepdim=True))
+
+    def leaking(g: Tensor, x: Tensor) -> Tensor:
+        return softmax_grad(g, x) + 0.05 * torch.isinf(x).to(g.dtype) * g
+
+    def nan_leaking(g: Tensor, x: Tensor) -> Tensor:
+        return torch.where(torch.isinf(x), torch.full_like(g, float("nan")), softmax_grad(g, x))
+
+    def soft(x: Tensor) -> Tensor:
+        return torch.softmax(x, -1)
+
+    def weighted(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda x: f(x) * weights.to(x.dtype)
+
+    held: dict[str, Tensor] = {}
+
+    def closure_inputs(dtype: str) -> tuple[Tensor, ...]:
+        held["p"] = _tensor(_normal(71, (5,)), dtype)
+        return (held["p"].detach().clone().requires_grad_(),)
+
+    return [
+        _torch_case("masked_softmax_correct", "control", False, masked, masked, scores,
+                    description="softmax over scores with -inf (masked) entries, correct"),
+        _torch_case("masked_softmax_leaks_into_masked", cat, True,
+                    weighted(custom_function("masked_leak", soft, leaking)), masked, scores,
+                    description="masked softmax whose backward adds 0.05 g at the -inf positions"),
+        _torch_case("masked_softmax_nan_at_masked", cat, True,
+                    weighted(custom_function("masked_nan", soft, nan_leaking)), masked, scores,
+                    description="masked softmax whose backward returns NaN at the -inf positions"),
+        _torch_case("closure_parameter_ignores_input", cat, True,
+                    lambda q: torch.tanh(held["p"]) * 2.0, lambda q: torch.tanh(q) * 2.0, closure_inputs,
+                    description="reads the parameter through a closure while a copy is passed: "
+                                "the check is vacuous"),
+        _torch_case("closure_parameter_uses_input_correct", "control", False,
+                    lambda q: torch.tanh(q) * 2.0, lambda q: torch.tanh(q) * 2.0, closure_inputs,
+                    description="the same function computing with its argument, correct"),
+    ]
+
+
+def _torch_kinked_probe() -> list[Case]:
+    """Issue 10 item 9: exact kinks of an L1 term must not hide a wrong data-term gradient."""
+    target = torch.tensor(_normal(73, (16,)))
+
+    def lasso_inputs(dtype: str) -> tuple[Tensor, ...]:
+        w = _normal(72, (16,))
+        w[[3, 8, 14]] = 0.0
+        return (_tensor(w, dtype),)
+
+    def mse(w: Tensor) -> Tensor:
+        return ((w - target.to(w.dtype)) ** 2).mean()
+
+    def l1(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda w: f(w) + 0.3 * w.abs().sum()
+
+    wrong = custom_function("mse_double", mse, lambda g, w: g * 4.0 * (w - target.to(w.dtype)) / w.numel())
+    return [
+        _torch_case("l1_with_exact_zeros_correct", "kink control", False, l1(mse), l1(mse), lasso_inputs,
+                    description="mse(w) + 0.3 |w|.sum() with three exact zeros in w, correct"),
+        _torch_case("l1_with_exact_zeros_data_term_x2", "kinks", True, l1(wrong), l1(mse), lasso_inputs,
+                    description="the same with the data term's gradient doubled"),
+    ]
+
+
+def _torch_dynamic_range() -> list[Case]:
+    """Issue 10 item 13: a wrong gradient in the smallest entries of a wide-ranged output.
+
+    The ground truth scores a change normwise (above 1e-6 of the largest Jacobian entry),
+    so the ranges are as wide as keeps the smallest entry's error above that: exp over
+    [0, 13] (entry 0 is e^-13 of the largest), softplus over [-12, 12]. Wider ranges, where
+    an elementwise check still catches the error, are in tests/test_engine.py."""
+    wide = lambda dtype: (_tensor(np.linspace(0.0, 13.0, 24), dtype),)
+
+    def exp_first_off(g: Tensor, x: Tensor) -> Tensor:
+        return _one_element(g * torch.exp(x), 0, 1.5)
+
+    def softplus_low_off(g: Tensor, x: Tensor) -> Tensor:
+        return _one_element(g * torch.sigmoid(x), 1, 0.5)
+
+    spread = lambda dtype: (_tensor(np.linspace(-12.0, 12.0, 20), dtype),)
+    return [
+        _torch_case("exp_wide_range_correct", "control", False, torch.exp, torch.exp, wide,
+                    description="exp over [0, 13], correct"),
+        _unary("exp_wide_range_entry0_x1.5", "element/region", True, torch.exp, exp_first_off, wide,
+               "exp over [0, 13] with the gradient of entry 0 (exp(0) = 1) off by x1.5"),
+        _torch_case("softplus_wide_range_correct", "control", False, torch.nn.functional.softplus,
+                    torch.nn.functional.softplus, spread, description="softplus over [-12, 12], correct"),
+        _unary("softplus_wide_range_entry1_x0.5", "element/region", True, torch.nn.functional.softplus,
+               softplus_low_off, spread, "softplus over [-12, 12] with the gradient of entry 1 halved"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -686,6 +795,9 @@ def zoo_cases() -> list[Case]:
         + _torch_nondeterministic()
         + _torch_second_order()
         + _torch_hard_float32()
+        + _torch_held_fixed_and_independent()
+        + _torch_kinked_probe()
+        + _torch_dynamic_range()
         + _jax_cases()
         + _numpy_cases()
     )

@@ -22,6 +22,7 @@ coordinates for large ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ from ._comparisons import (
     finite_difference_check,
     forward_rule_disagreement,
 )
+from ._finite_differences import Derivative
 from ._localisation import Localisation, localise
 from ._oracles import finite_differences, forward_mode, reverse_mode
 from ._power import apply_power
@@ -43,9 +45,11 @@ from ._probes import (
     draw_cotangents,
     draw_directions,
     output_layout,
+    on_output,
     output_scales,
+    without_frozen,
 )
-from ._report import Comparison, Report
+from ._report import Comparison, Element, Report
 from ._targets import CheckInputError, Target
 from ._tolerance import Tolerances, ToleranceModel, UserTolerance
 
@@ -98,7 +102,8 @@ def run(target: Target, settings: Settings) -> Report:
         if f.any():
             notes.append(
                 f"{name} has {int(f.sum())} infinite element(s): held fixed, their "
-                f"gradients are not compared"
+                f"gradients must be finite and zero (nothing differentiable reaches an "
+                f"infinite input), not compared with finite differences"
             )
 
     # -- probes and reverse mode
@@ -123,9 +128,12 @@ def run(target: Target, settings: Settings) -> Report:
         checked=tuple(i for i, x in enumerate(t.base) if x.size > 0),
     )
     sets = point.cotangent_sets()
-    # The last set repeats the first: two identical backward passes must agree.
-    grads = reverse_mode(t, sets + sets[:1], frozen)
+    # The last set repeats the first: two identical backward passes must agree. The raw
+    # gradients keep their frozen elements, which are checked on their own below.
+    raw = reverse_mode(t, sets + sets[:1], [np.zeros(f.shape, dtype=bool) for f in frozen])
+    grads = [without_frozen(g, frozen) for g in raw]
     point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:-1]))
+    comparisons += _frozen_comparisons(point, raw[:-1], eps=tolerances.work.eps)
     determinism = compare_determinism(
         grads[0], grads[-1], input_names=t.input_names, output_name=t.output_names[0],
         nondet_tol=s.nondet_tol,
@@ -142,11 +150,16 @@ def run(target: Target, settings: Settings) -> Report:
 
     check = finite_difference_check(hand_written=t.hand_written_grad is not None, promoted=t.promoted)
     fd: dict[tuple[int, int], int] = {}  # (i, j) -> index of its comparison
+    ds: dict[int, Derivative] = {}
     for i in point.checked:
-        d = derivative(i, point.v[i])
+        d = ds[i] = derivative(i, point.v[i])
         for j in range(len(point.u)):
             fd[i, j] = len(comparisons)
             comparisons.append(compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check))
+        if np.any(d.kink):
+            _split_kinks(point, i, d, comparisons, fd, derivative=derivative, tolerances=tolerances, check=check)
+
+    comparisons += _equalised(t, point, ds, frozen, tolerances=tolerances, check=check)
 
     # -- forward mode
     if t.hand_written_grad is None:
@@ -193,6 +206,11 @@ def run(target: Target, settings: Settings) -> Report:
         enforce=not t.promoted and t.native_dtype != "float64",
     )
 
+    # A constant function has a right zero gradient; one whose outputs are differentiable
+    # through something other than its inputs is checked vacuously: inconclusive.
+    if t.outputs_independent and t.outputs_disconnected:
+        comparisons.append(_independence(point))
+
     return Report(
         comparisons=comparisons,
         framework=t.framework,
@@ -207,6 +225,221 @@ def run(target: Target, settings: Settings) -> Report:
         notes=_unique(notes),
         errors=[],
         power=power,
+    )
+
+
+# Most directional derivatives spent on separating the kinked coordinates of one input
+# from its smooth ones (breadth first, so that large smooth parts are checked first).
+KINK_SPLIT_BUDGET = 16
+
+
+# Below this ratio between an output's largest and smallest per-element derivatives the
+# random cotangent already weighs every element fairly, and no equalised probe is run.
+EQUALISE_RANGE = 10.0
+
+
+def _equalised(
+    t: Target,
+    point: BasePoint,
+    ds: dict[int, Derivative],
+    frozen: list[np.ndarray],
+    *,
+    tolerances: Tolerances,
+    check: str,
+) -> list[Comparison]:
+    """The probes again, with each output element weighted by its own derivative's inverse.
+
+    A random cotangent weighs output elements by their size: across exp over [0, 40] the
+    largest entries dominate the probe, and an error in the smallest is far below its
+    tolerance. Weighting element k by `1 / |(J v)_k|` (the finite differences already
+    measured it, or its error where it is smaller) makes every element contribute alike,
+    for one more backward pass per output and no function evaluation. Elements with no
+    derivative along the probe keep their weight. Kinked probes are left to `_split_kinks`.
+    """
+    if not ds or any(np.any(d.kink) for d in ds.values()):
+        return []
+    out = []
+    for j, (a, b) in enumerate(point.parts):
+        scale = sum(np.abs(d.value[a:b]) for d in ds.values())
+        error = sum(d.error[a:b] for d in ds.values())
+        denom = np.maximum(scale, error)
+        live = np.isfinite(denom) & (denom > 0)
+        if live.sum() < 2:
+            continue
+        top, low = float(denom[live].max()), float(denom[live].min())
+        if top <= EQUALISE_RANGE * low:
+            continue
+        weight = np.ones(b - a)
+        weight[live] = np.minimum(top / denom[live], 1e150)  # far from overflow
+        u = point.u[j] * weight.reshape(point.u[j].shape)
+        [grads] = reverse_mode(t, [on_output(j, u, len(point.u))], frozen)
+        us = point.u[:j] + (u,) + point.u[j + 1:]
+        sub = dataclasses.replace(
+            point, u=us, out_scale=tuple(output_scales(us, point.y0)),
+            grads=point.grads[:j] + (tuple(grads),) + point.grads[j + 1:],
+        )
+        for i in ds:
+            c = compare_finite_differences(sub, i, j, ds[i], tolerances=tolerances, check=check)
+            out.append(dataclasses.replace(
+                c, check=check + " (equalised cotangent)", function_evals=0,
+                notes=list(c.notes) + [
+                    f"output elements weighted by the inverse of their derivative along the "
+                    f"probe (range {top / low:.3g}), so that each contributes alike"
+                ],
+            ))
+    return out
+
+
+def _split_kinks(
+    point: BasePoint,
+    i: int,
+    d: Derivative,
+    comparisons: list[Comparison],
+    fd: dict[tuple[int, int], int],
+    *,
+    derivative,
+    tolerances: Tolerances,
+    check: str,
+) -> None:
+    """Check the smooth part of a kinked probe at full sharpness.
+
+    Where the one-sided derivatives along `v_i` differ, any value in the probe's kink
+    interval is a subgradient; that interval is as wide as the kinked coordinates' jumps
+    together, and it would hide a wrong gradient in every other coordinate. The direction
+    is bisected until its parts either show no kink, and are compared as any probe (a
+    failing one replaces the pair's comparison), or are single kinked coordinates, whose
+    interval is that coordinate's own subdifferential. Costs at most `KINK_SPLIT_BUDGET`
+    directional derivatives, independent of the input size.
+    """
+    v = point.v[i]
+    flat = v.ravel()
+    kinked_outputs = [j for j, (a, b) in enumerate(point.parts) if np.any(d.kink[a:b])]
+    queue = _halves(np.flatnonzero(flat != 0))
+    evals = 0
+    resolved = 0  # coordinates in parts that were compared or are single kinks
+    spent = 0
+    while queue and spent < KINK_SPLIT_BUDGET:
+        piece = queue.pop(0)
+        part = np.zeros_like(flat)
+        part[piece] = flat[piece]
+        part = part.reshape(v.shape)
+        dp = derivative(i, part)
+        spent += 1
+        evals += dp.evals
+        sub = dataclasses.replace(point, v=point.v[:i] + (part,) + point.v[i + 1:])
+        split = False
+        for j in kinked_outputs:
+            a, b = point.parts[j]
+            if np.any(dp.kink[a:b]):
+                split = split or piece.size > 1
+                continue
+            c = compare_finite_differences(sub, i, j, dp, tolerances=tolerances, check=check)
+            if not c.passed and comparisons[fd[i, j]].passed:
+                comparisons[fd[i, j]] = dataclasses.replace(c, notes=list(c.notes) + [
+                    f"the probe along {point.input_names[i]} has a kink at the input; its "
+                    f"{piece.size} of {flat.size} coordinates without a kink were compared "
+                    f"on their own, at full sharpness, and disagree"
+                ])
+        resolved += 0 if split else piece.size
+        if split:
+            queue += _halves(piece)
+    for j in kinked_outputs:
+        c = comparisons[fd[i, j]]
+        comparisons[fd[i, j]] = dataclasses.replace(
+            c, function_evals=c.function_evals + evals,
+            notes=list(c.notes) + (
+                [f"kinked probe split into parts with {spent} more directional derivatives "
+                 f"({evals} evaluations)"] + (
+                    [f"the split stopped at its budget of {KINK_SPLIT_BUDGET}: "
+                     f"{flat.size - resolved} coordinates only checked within the kink interval"]
+                    if queue else []
+                )
+            ),
+        )
+
+
+def _halves(idx: np.ndarray) -> list[np.ndarray]:
+    if idx.size <= 1:
+        return [idx] if idx.size else []
+    m = idx.size // 2
+    return [idx[:m], idx[m:]]
+
+
+def _frozen_comparisons(
+    point: BasePoint, raw: list[list[np.ndarray]], *, eps: float
+) -> list[Comparison]:
+    """The gradients at frozen (infinite, held-fixed) input elements: finite and zero.
+
+    Finite differences cannot move an infinite element, so its gradient is checked on its
+    own: where the outputs are finite, nothing differentiable reaches it (a masked softmax
+    gives its -inf scores exactly zero weight), and a nonzero or NaN gradient there is a
+    backward that leaks into masked positions. The tolerance is rounding of the finite
+    elements' gradients (`eps` of the largest), not a fixed absolute one.
+    """
+    out = []
+    for i in point.checked:
+        f = point.frozen[i]
+        if not f.any():
+            continue
+        for j, name in enumerate(point.output_names):
+            g = np.asarray(raw[j][i], dtype=np.float64)
+            at = g[f]
+            with np.errstate(invalid="ignore"):
+                error = float(np.max(np.abs(at))) if np.all(np.isfinite(at)) else math.inf
+            finite = g[~f]
+            finite = finite[np.isfinite(finite)]
+            tol = eps * float(np.max(np.abs(finite), initial=0.0))
+            passed = error <= tol
+            worst = []
+            if not passed:
+                k = int(np.argmax(np.where(np.isfinite(at), np.abs(at), np.inf)))
+                index = tuple(int(c) for c in np.argwhere(f)[k])
+                worst = [Element(index, None, float(at[k]), 0.0, abs(float(at[k])), tol)]
+            out.append(Comparison(
+                check="gradient at held-fixed (infinite) input elements",
+                input=point.input_names[i],
+                output=name,
+                error=error,
+                tolerance=tol,
+                tolerance_source="eps x the largest gradient at the finite elements",
+                passed=passed,
+                analytic=float(at[np.argmax(np.abs(np.nan_to_num(at, nan=np.inf)))]),
+                numeric=0.0,
+                worst=worst,
+                backward_evals=1,
+                notes=[] if passed else [
+                    f"{point.input_names[i]} has {int(f.sum())} infinite element(s), held "
+                    f"fixed; the outputs are finite, so nothing differentiable reaches them "
+                    f"and their gradient must be 0, but the backward gives "
+                    f"{float(at[k]):.6g} at index {list(index)}: it leaks gradient (or NaN) "
+                    f"into masked positions"
+                ],
+            ))
+    return out
+
+
+def _independence(point: BasePoint) -> Comparison:
+    """An inconclusive comparison: the outputs do not depend on the inputs as passed."""
+    names = ", ".join(point.input_names)
+    reason = (
+        f"the outputs do not depend on {names} as passed: every gradient is exactly zero "
+        f"and perturbing the inputs leaves the outputs bit for bit unchanged, so analytic "
+        f"and numeric derivatives are both 0 and nothing is checked. If the function reads "
+        f"the tensor through a closure, a global or a module attribute, pass it as an "
+        f"argument and compute with that argument"
+    )
+    return Comparison(
+        check="dependence of the outputs on the inputs",
+        input=names,
+        output=", ".join(point.output_names),
+        error=0.0,
+        tolerance=0.0,
+        tolerance_source="outputs independent of the inputs",
+        passed=False,
+        analytic=0.0,
+        numeric=0.0,
+        inconclusive=True,
+        inconclusive_reason=reason,
     )
 
 

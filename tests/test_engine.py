@@ -61,3 +61,134 @@ def test_tiny_inputs_are_perturbed_at_their_own_scale():
     assert report.passed
     assert not any("differentiable" in n for c in report.comparisons for n in c.notes)
     assert not any("differentiable" in n for n in report.notes)
+
+
+# -- held-fixed (infinite) inputs and outputs independent of the inputs -----------------------
+
+
+def _masked_scores():
+    x = torch.tensor([[0.3, -1.2, 0.8, 0.0, 0.0], [1.1, 0.4, -0.5, 0.2, 0.0]], dtype=torch.float64)
+    x[0, 3:] = float("-inf")
+    x[1, 4] = float("-inf")
+    return x.requires_grad_()
+
+
+def _softmax_with_backward(leak):
+    class Softmax(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = torch.softmax(x, -1)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            return leak(y * (gy - (gy * y).sum(-1, keepdim=True)), y, gy)
+
+    weights = torch.arange(5.0, dtype=torch.float64)
+    return lambda x: (Softmax.apply(x) * weights).sum()
+
+
+@pytest.mark.parametrize("leak, passes", [
+    (lambda gx, y, gy: gx, True),
+    (lambda gx, y, gy: gx + 0.1 * (y == 0) * gy, False),
+    (lambda gx, y, gy: torch.where(y == 0, torch.full_like(gx, float("nan")), gx), False),
+])
+def test_gradients_at_infinite_inputs_must_be_finite_and_zero(leak, passes):
+    r = gk.gradcheck(_softmax_with_backward(leak), _masked_scores(), raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [held] = [c for c in r.comparisons if c.check.startswith("gradient at held-fixed")]
+    assert held.passed is passes
+    if not passes:
+        assert held.worst and held.worst[0].input_index in {(0, 3), (0, 4), (1, 4)}
+        assert "leaks gradient" in held.notes[0]
+
+
+def test_outputs_independent_of_the_inputs_are_inconclusive_with_the_fix():
+    p = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    r = gk.gradcheck(lambda q: (p * p).sum(), p.detach().clone().requires_grad_(), raise_exception=False)
+    assert r.status == "inconclusive" and not r
+    [c] = [c for c in r.comparisons if c.inconclusive]
+    assert "pass it as an argument" in c.inconclusive_reason
+    with pytest.raises(gk.InconclusiveCheck):
+        gk.gradcheck(lambda q: (p * p).sum(), p.detach().clone().requires_grad_())
+    assert gk.gradcheck(lambda q: (q * q).sum(), p)
+
+
+# -- a kink in the probe must not hide the smooth coordinates ---------------------------------
+
+
+def _lasso(data_factor):
+    target = torch.linspace(-1.0, 1.5, 12, dtype=torch.float64)
+
+    class Mse(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, w):
+            ctx.save_for_backward(w)
+            return ((w - target.to(w.dtype)) ** 2).mean()
+
+        @staticmethod
+        def backward(ctx, go):
+            (w,) = ctx.saved_tensors
+            return go * data_factor * 2 * (w - target.to(w.dtype)) / w.numel()
+
+    return lambda w: Mse.apply(w) + 0.5 * w.abs().sum()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("factor, passes", [(1.0, True), (2.0, False)])
+def test_kinked_probe_checks_its_smooth_coordinates_sharply(dtype, factor, passes):
+    w = torch.linspace(-0.9, 1.3, 12, dtype=torch.float64)
+    w[[1, 6, 10]] = 0.0  # exact kinks of |w|
+    r = gk.gradcheck(_lasso(factor), w.to(dtype).requires_grad_(), raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [c] = [c for c in r.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES]
+    assert any("kinked probe split" in n for n in c.notes)
+    assert c.passed is passes
+
+
+def test_a_constant_function_is_not_taken_for_a_closure():
+    # abs(x - x) is 0 for every x: its zero gradient is right, and the graph reaches x.
+    x = x64(0.5, -1.0, 2.0)
+    r = gk.gradcheck(lambda q: (q - q).abs(), x, raise_exception=False)
+    assert r.status == "passed"
+    assert not any(c.inconclusive for c in r.comparisons)
+
+
+# -- dynamic range inside one output ------------------------------------------------------------
+
+
+def _exp_off_at(element, factor):
+    class Exp(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x.exp()
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            gx = (gy * y).clone()
+            gx[element] = gx[element] * factor
+            return gx
+
+    return Exp.apply
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("factor, passes", [(1.0, True), (1.5, False)])
+def test_small_elements_of_a_wide_ranged_output_are_checked(dtype, factor, passes):
+    x = torch.linspace(0.0, 40.0, 21, dtype=dtype, requires_grad=True)
+    r = gk.gradcheck(_exp_off_at(0, factor), x, mode="fast", raise_exception=False)
+    assert r.status == ("passed" if passes else "failed")
+    [eq] = [c for c in r.comparisons if c.check.endswith("(equalised cotangent)")]
+    assert eq.passed is passes and eq.function_evals == 0
+    [plain] = [c for c in r.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES and c is not eq]
+    assert plain.passed  # the random cotangent alone is dominated by exp(40)
+
+
+def test_no_equalised_probe_where_the_output_has_no_dynamic_range():
+    r = gk.gradcheck(torch.sin, x64(0.1, 0.7, 1.2))
+    assert not any(c.check.endswith("(equalised cotangent)") for c in r.comparisons)

@@ -50,6 +50,11 @@ class Target(ABC):
     #: (every gradient exactly zero and a large perturbation leaving the outputs bit for
     #: bit equal): a comparison would be vacuous, "analytic 0, numeric 0".
     outputs_independent: bool = False
+    #: True when the outputs are differentiable, but through tensors other than the inputs
+    #: as passed (the graph from the outputs reaches none of them: a closure or a global
+    #: read instead of the argument). A constant function, whose zero gradient is right,
+    #: stays False.
+    outputs_disconnected: bool = False
     notes: list[str]
 
     #: Where some inputs are constants: (positions of the differentiable ones, number of

@@ -245,6 +245,10 @@ class TorchTarget(Target):
                     [o for o, _ in pairs], made, grad_outputs=[c for _, c in pairs],
                     retain_graph=n < len(cotangent_sets) - 1, allow_unused=True,
                 )
+                # Outputs that require grad while no input reaches them read their
+                # tensors from somewhere else (a closure): the engine says so.
+                if all(g is None for g in grads):
+                    self.outputs_disconnected = True
             else:
                 grads = [None] * len(made)
             results.append(
