@@ -189,13 +189,13 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
         b_val, b_trunc = _richardson([(g0 - m) / hi for hi, p, m in points], ratio=2.0)
         b_err = safety * b_trunc + 6.0 * noise
 
-    errors = np.stack([c_err, f_err, b_err])
-    values = np.stack([c_val, f_val, b_val])
-    roundings = np.stack([2.0 * noise, 6.0 * noise, 6.0 * noise])
-    scheme = np.argmin(errors, axis=0)
-    value = np.take_along_axis(values, scheme[None], axis=0)[0]
-    error = np.take_along_axis(errors, scheme[None], axis=0)[0]
-    rounding = np.take_along_axis(roundings, scheme[None], axis=0)[0]
+    scheme = _argmin3(c_err, f_err, b_err)
+    # Selected with masks rather than stacked tables: the same values, without three
+    # output-sized copies per table (this runs on every output element).
+    central, forward = scheme == 0, scheme == 1
+    value = np.where(central, c_val, np.where(forward, f_val, b_val))
+    error = np.where(central, c_err, np.where(forward, f_err, b_err))
+    rounding = noise * np.where(central, 2.0, 6.0)
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
@@ -205,6 +205,22 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
     return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, ())
+
+
+def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """`np.argmin(np.stack([a, b, c]), axis=0)`, ties and NaNs alike, without the stack.
+
+    An argmin across a stacked axis walks memory with a stride and copies three arrays;
+    these comparisons run contiguously.
+    """
+    scheme = (b < a).astype(np.intp)
+    scheme[c < np.where(scheme == 1, b, a)] = 2
+    na, nb, nc = np.isnan(a), np.isnan(b), np.isnan(c)
+    if na.any() or nb.any() or nc.any():  # argmin takes the first NaN as the minimum
+        scheme[nc & ~na & ~nb] = 2
+        scheme[nb & ~na] = 1
+        scheme[na] = 0
+    return scheme
 
 
 def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarray, np.ndarray]:
