@@ -168,26 +168,34 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
     has_minus = points[0][2] is not None
     inf = np.full(g0.shape, np.inf)
 
+    # In-place arithmetic throughout (bit for bit the expressions it replaces): at 1e6
+    # outputs and more, allocating fresh output-sized arrays costs as much as the maths.
     magnitude = np.abs(g0)
     for _, p, m in points:
         for side in (p, m):
             if side is not None:
-                magnitude = np.maximum(magnitude, np.abs(side))
-    noise = _NOISE_ULPS * eps * magnitude / hs[-1]
+                np.maximum(magnitude, np.abs(side), out=magnitude)
+    noise = magnitude
+    noise *= _NOISE_ULPS * eps
+    noise /= hs[-1]
+    noise6 = 6.0 * noise
 
     # Richardson amplifies noise by the sum of its weights' magnitudes: about 2 for the
     # central table and 6 for the one-sided ones with these ratios.
     c_val = f_val = b_val = np.zeros(g0.shape)
     c_err = f_err = b_err = inf
     if has_plus and has_minus:
-        c_val, c_trunc = _richardson([(p - m) / (2 * hi) for hi, p, m in points], ratio=4.0)
-        c_err = safety * c_trunc + 2.0 * noise
+        c_val, c_err = _richardson([_quotient(p, m, 2 * hi) for hi, p, m in points], ratio=4.0)
+        c_err *= safety
+        c_err += 2.0 * noise
     if has_plus:
-        f_val, f_trunc = _richardson([(p - g0) / hi for hi, p, m in points], ratio=2.0)
-        f_err = safety * f_trunc + 6.0 * noise
+        f_val, f_err = _richardson([_quotient(p, g0, hi) for hi, p, m in points], ratio=2.0)
+        f_err *= safety
+        f_err += noise6
     if has_minus:
-        b_val, b_trunc = _richardson([(g0 - m) / hi for hi, p, m in points], ratio=2.0)
-        b_err = safety * b_trunc + 6.0 * noise
+        b_val, b_err = _richardson([_quotient(g0, m, hi) for hi, p, m in points], ratio=2.0)
+        b_err *= safety
+        b_err += noise6
 
     scheme = _argmin3(c_err, f_err, b_err)
     # Selected with masks rather than stacked tables: the same values, without three
@@ -205,6 +213,13 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
     return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, ())
+
+
+def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
+    """`(a - b) / h` in one fresh array."""
+    d = a - b
+    d /= h
+    return d
 
 
 def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -229,13 +244,21 @@ def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarra
     `ratio` is 2**p. Returns the most extrapolated value and, as its error estimate, the
     larger of its distances to the two best values one level below.
     """
-    table = [list(estimates)]
+    prev = list(estimates)
     factor = ratio
-    while len(table[-1]) > 1:
-        prev = table[-1]
-        table.append([(factor * prev[i + 1] - prev[i]) / (factor - 1) for i in range(len(prev) - 1)])
+    below = prev
+    while len(prev) > 1:
+        below = prev
+        level = []
+        for i in range(len(prev) - 1):
+            # (factor * prev[i + 1] - prev[i]) / (factor - 1), without temporaries.
+            t = prev[i + 1] * factor
+            t -= prev[i]
+            t /= factor - 1
+            level.append(t)
+        prev = level
         factor *= ratio
-    best = table[-1][0]
-    below = table[-2]
-    error = np.maximum(np.abs(best - below[-1]), np.abs(best - below[-2]))
+    best = prev[0]
+    error = np.abs(best - below[-1])
+    np.maximum(error, np.abs(best - below[-2]), out=error)
     return best, error
