@@ -129,6 +129,48 @@ def _worker_first(checker: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t}
 
 
+def _worker_jax(n: int, repeats: int) -> dict[str, Any]:
+    """The kit against `jax.test_util.check_grads(modes=("rev",), order=1)` on a jitted tanh.
+
+    Also counts how often the jitted function is traced during the kit's first and its
+    warm checks: once per shape means one trace in the first check and none after.
+    """
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.test_util import check_grads
+
+    import gradcheck_kit
+
+    traces = [0]
+
+    @jax.jit
+    def f(x):
+        traces[0] += 1
+        return jnp.tanh(x) * 2
+
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(n))
+    gradcheck_kit.gradcheck(f, (x,))
+    first_traces = traces[0]
+    check_grads(f, (x,), order=1, modes=("rev",))
+    times: dict[str, list[float]] = {"kit": [], "check_grads": []}
+    traces[0] = 0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        gradcheck_kit.gradcheck(f, (x,))
+        times["kit"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        check_grads(f, (x,), order=1, modes=("rev",))
+        times["check_grads"].append(time.perf_counter() - t)
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    return {"n": n, "seconds": seconds, "ratio": seconds["kit"] / seconds["check_grads"],
+            "traces_first_kit_check": first_traces, "traces_warm_rounds": traces[0]}
+
+
 def _spawn(args: list[str], timeout: float = 1200) -> dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--worker", *args], env=env,
@@ -140,7 +182,7 @@ def _spawn(args: list[str], timeout: float = 1200) -> dict[str, Any]:
 
 
 # -- driver ------------------------------------------------------------------------------
-def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, verbose: bool = True) -> dict[str, Any]:
+def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, jax_sizes=(), verbose: bool = True) -> dict[str, Any]:
     rows = []
     for function in functions:
         for dtype in dtypes:
@@ -161,7 +203,14 @@ def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, verbose: b
     first = {c: _spawn(["first", c])["seconds"] for c in ("kit", "torch_fast")}
     if verbose:
         print(f"first check: kit {first['kit']:.3f} s, torch fast {first['torch_fast']:.3f} s", flush=True)
-    return {"rows": rows, "first_check_seconds": first}
+    jax_rows = []
+    for n in jax_sizes:
+        jax_rows.append(_spawn(["jax", str(int(n)), str(repeats)]))
+        if verbose:
+            r = jax_rows[-1]
+            print(f"jax n={r['n']} kit {r['seconds']['kit']:.4f} s check_grads {r['seconds']['check_grads']:.4f} s "
+                  f"ratio {r['ratio']:.2f} traces {r['traces_first_kit_check']}/{r['traces_warm_rounds']}", flush=True)
+    return {"rows": rows, "first_check_seconds": first, "jax": jax_rows}
 
 
 def _line(row) -> str:
@@ -207,6 +256,14 @@ def render(result: dict[str, Any]) -> str:
     f = result["first_check_seconds"]
     lines += ["", f"First check in a fresh process (imports done before): kit {f['kit']:.3f} s, "
               f"torch fast {f['torch_fast']:.3f} s, difference {f['kit'] - f['torch_fast']:+.3f} s.", ""]
+    if result.get("jax"):
+        lines += ["jax (float64, jitted `tanh(x) * 2`): kit against `jax.test_util.check_grads(modes=('rev',), "
+                  "order=1)`, warm; traces of the jitted function in the kit's first check / in all warm rounds.", "",
+                  "| n | kit (s) | check_grads (s) | ratio | traces first check | traces warm |", "|---|---|---|---|---|---|"]
+        for r in result["jax"]:
+            lines.append(f"| {r['n']:.0e} | {r['seconds']['kit']:.4f} | {r['seconds']['check_grads']:.4f} | "
+                         f"{r['ratio']:.2f} | {r['traces_first_kit_check']} | {r['traces_warm_rounds']} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -228,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="alternated timing rounds (default 3)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    p.add_argument("--jax-sizes", nargs="*", type=float, default=[1e4, 1e6],
+                   help="sizes for the jax comparison (default 1e4 1e6; none to skip)")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     return p
 
@@ -243,12 +302,15 @@ def main(argv: list[str] | None = None) -> int:
             out = _worker_time(rest[0], int(rest[1]), rest[2], int(rest[3]))
         elif kind == "memory":
             out = _worker_memory(rest[0], int(rest[1]), rest[2], rest[3])
+        elif kind == "jax":
+            out = _worker_jax(int(rest[0]), int(rest[1]))
         else:
             out = _worker_first(rest[0])
         print(json.dumps(out))
         return 0
     command = "python -m benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = run_scaling(args.sizes, args.functions, args.dtypes, args.repeats, not args.no_memory)
+    result = run_scaling(args.sizes, args.functions, args.dtypes, args.repeats, not args.no_memory,
+                         jax_sizes=args.jax_sizes)
     result["environment"] = _environment(command.strip())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(result, indent=1))
