@@ -527,3 +527,22 @@ def test_under_xdist_reports_from_every_worker_are_merged(user_suite: pytest.Pyt
     result.stdout.fnmatch_lines(["*= gradcheck_kit =*", "4 tests with gradient checks: 2 failed, 2 passed"])
     document = json.loads(report_path.read_text())
     assert len({c["id"] for c in document["checks"]}) == 4
+
+
+def test_gradcheck_device_under_xdist_is_the_workers_own_gpu(
+    user_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two GPUs are simulated (the device table is replaced), so no GPU is needed; the
+    # worker id is the one pytest-xdist sets in each worker's environment.
+    user_suite.makeconftest(
+        """
+        import gradcheck_kit._options as options
+
+        options._devices = lambda framework="torch": ("cpu", "cuda:0", "cuda:1")
+        """
+    )
+    user_suite.makepyfile(test_x="def test_x(gradcheck_device):\n    print('DEVICE', gradcheck_device)\n")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-devices", "cuda", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*DEVICE cuda:1*"])
