@@ -182,7 +182,8 @@ def _spawn(args: list[str], timeout: float = 1200) -> dict[str, Any]:
 
 
 # -- driver ------------------------------------------------------------------------------
-def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, jax_sizes=(), verbose: bool = True) -> dict[str, Any]:
+def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, jax_sizes=(), verbose: bool = True,
+                on_row=None) -> dict[str, Any]:
     rows = []
     for function in functions:
         for dtype in dtypes:
@@ -200,6 +201,8 @@ def run_scaling(sizes, functions, dtypes, repeats: int, memory: bool, jax_sizes=
                 rows.append(row)
                 if verbose:
                     print(_line(row), flush=True)
+                if on_row is not None:  # partial results survive an interrupted run
+                    on_row({"rows": rows, "first_check_seconds": None, "jax": []})
     first = {c: _spawn(["first", c])["seconds"] for c in ("kit", "torch_fast")}
     if verbose:
         print(f"first check: kit {first['kit']:.3f} s, torch fast {first['torch_fast']:.3f} s", flush=True)
@@ -253,7 +256,7 @@ def render(result: dict[str, Any]) -> str:
             memcols = "- | - | - | - | -"
         lines.append(f"| {r['function']} | {r['n']:.0e} | {r['dtype']} | {s['kit']:.4f} | {s['torch_fast']:.4f} | "
                      f"{r['time_ratio']:.2f} | {memcols} |")
-    f = result["first_check_seconds"]
+    f = result["first_check_seconds"] or {"kit": float("nan"), "torch_fast": float("nan")}
     lines += ["", f"First check in a fresh process (imports done before): kit {f['kit']:.3f} s, "
               f"torch fast {f['torch_fast']:.3f} s, difference {f['kit'] - f['torch_fast']:+.3f} s.", ""]
     if result.get("jax"):
@@ -309,12 +312,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
     command = "python -m benchmarks.scaling " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = run_scaling(args.sizes, args.functions, args.dtypes, args.repeats, not args.no_memory,
-                         jax_sizes=args.jax_sizes)
-    result["environment"] = _environment(command.strip())
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps(result, indent=1))
-    (args.out / "scaling.md").write_text(render(result))
+    environment = _environment(command.strip())
+
+    def write(result: dict[str, Any]) -> None:
+        result["environment"] = environment
+        (args.out / "scaling.json").write_text(json.dumps(result, indent=1))
+        (args.out / "scaling.md").write_text(render(result))
+
+    write(run_scaling(args.sizes, args.functions, args.dtypes, args.repeats, not args.no_memory,
+                      jax_sizes=args.jax_sizes, on_row=write))
     print(f"wrote {args.out / 'scaling.json'} and {args.out / 'scaling.md'}")
     return 0
 
