@@ -33,8 +33,9 @@ SUITES = ("zoo", "opinfo", "random", "twolayer")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--suite", action="append", choices=SUITES,
-                   help="suite to run (repeatable; default: all)")
+    p.add_argument("--suite", action="append", choices=SUITES + ("scaling",),
+                   help="suite to run (repeatable; default: all but scaling, which runs "
+                        "`python -m benchmarks.scaling` into --out and has its own options)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes: 25 OpInfo ops, 20/8/20 random programs, two-layer without float32 anchors")
     p.add_argument("--limit", type=int, default=None,
@@ -227,6 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.render:
         return _render(args)
+    if args.suite and "scaling" in args.suite:
+        # Scaling measures in subprocesses of its own and writes scaling.{json,md}.
+        from .scaling import main as scaling_main
+
+        scaling_main(["--out", str(args.out)] + (["--sizes", "1e3", "1e4", "1e5"] if args.quick else []))
+        args.suite = [s for s in args.suite if s != "scaling"]
+        if not args.suite:
+            return 0
     configure_torch(threads=args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment(args.threads)

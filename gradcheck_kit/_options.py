@@ -212,6 +212,24 @@ def device_available(device: str, framework: str = "torch") -> bool:
     return device in found
 
 
+def worker_device(device: str, available: Sequence[str], worker: str | None) -> str:
+    """The device a pytest-xdist worker uses for the bare device kind `device` (`"cuda"`).
+
+    Worker `gwN` takes `cuda:{N % count}` among the `count` indexed devices of that kind in
+    `available`, so `pytest -n N --gradcheck-devices cuda` spreads a suite over every GPU.
+    An indexed name (`"cuda:1"`), a kind with no indexed devices, and a run without xdist
+    (`worker` None or not `gwN`) keep `device` as given.
+
+    **Example:** `worker_device("cuda", ["cpu", "cuda:0", "cuda:1"], "gw3") == "cuda:1"`.
+    """
+    if ":" in device or not worker or not worker.startswith("gw") or not worker[2:].isdigit():
+        return device
+    indexed = [d for d in available if d.startswith(device + ":")]
+    if not indexed:
+        return device
+    return indexed[int(worker[2:]) % len(indexed)]
+
+
 # ---------------------------------------------------------------------------------------
 # The option table.
 

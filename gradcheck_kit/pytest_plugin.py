@@ -37,6 +37,7 @@ from ._options import (
     plugin_values,
     profile_named,
     register_hypothesis_profiles,
+    worker_device,
 )
 
 if TYPE_CHECKING:
@@ -238,7 +239,11 @@ def gradcheck_device(request: pytest.FixtureRequest) -> str:
         pytest.fail(device.message, pytrace=False)
     if not device_available(device):
         pytest.skip(f"device {device!r} is not available on this machine")
-    return device
+    # Under pytest-xdist a bare kind ("cuda") is this worker's own device, so that `-n N`
+    # spreads the suite over the GPUs; every worker still collects the same tests.
+    import os
+
+    return worker_device(device, available_devices("torch"), os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 class _DtypeParam:

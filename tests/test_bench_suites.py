@@ -57,3 +57,22 @@ def test_twolayer_has_doc_sizes_and_a_real_bug() -> None:
     assert not case_truth(clean).buggy
     truth = case_truth(buggy)
     assert truth.buggy and np.isclose(truth.change, buggy.change, rtol=1e-6)
+
+
+def test_scaling_problems_hold_about_n_elements_and_both_checkers_pass_them():
+    from benchmarks import scaling
+
+    for function in scaling.FUNCTIONS:
+        fn, inputs = scaling.make_problem(function, 4096, "float64")
+        checked = sum(x.numel() for x in inputs if x.requires_grad)
+        assert 4096 <= checked <= 4096 + 2000  # the input plus small weights
+        row = scaling._worker_time(function, 4096, "float64", repeats=1)
+        assert row["passed"] == {"kit": True, "torch_fast": True}
+        assert row["seconds"]["kit"] > 0 and row["seconds"]["torch_fast"] > 0
+    text = scaling.render({
+        "environment": {"date": "d", "machine": "m", "torch": "t", "commit": "c", "command": "x"},
+        "rows": [{"function": "elementwise", "dtype": "float64", "n": 1000, "time_ratio": 2.0,
+                  "seconds": {"kit": 0.2, "torch_fast": 0.1}}],
+        "first_check_seconds": {"kit": 1.0, "torch_fast": 0.5},
+    })
+    assert "| elementwise | 1e+03 | float64 | 0.2000 | 0.1000 | 2.00 |" in text and "+0.500 s" in text

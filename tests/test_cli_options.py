@@ -85,3 +85,18 @@ def test_the_cpu_is_always_available() -> None:
     assert available_devices("numpy") == ["cpu"]
     assert device_available("cpu")
     assert not device_available("cuda:99")
+
+
+# -- one device per pytest-xdist worker ----------------------------------------------------
+def test_each_xdist_worker_takes_its_own_gpu_round_robin():
+    from gradcheck_kit._options import worker_device
+
+    gpus = ["cpu", "cuda:0", "cuda:1", "cuda:2"]
+    assert [worker_device("cuda", gpus, f"gw{i}") for i in range(5)] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    # An indexed name, the cpu, a run without xdist and a kind without devices keep theirs.
+    assert worker_device("cuda:2", gpus, "gw0") == "cuda:2"
+    assert worker_device("cpu", gpus, "gw1") == "cpu"
+    assert worker_device("cuda", gpus, None) == "cuda"
+    assert worker_device("cuda", gpus, "master") == "cuda"
+    assert worker_device("mps", gpus, "gw1") == "mps"

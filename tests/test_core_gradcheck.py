@@ -324,3 +324,26 @@ def test_masked_minus_infinity_inputs_are_held_fixed(dtype):
             return y * g  # the - y * sum(y * g) term is missing
 
     assert not gk.gradcheck(MissingTerm.apply, x, raise_exception=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_one_wrong_gradient_element_among_1e5_is_found(dtype):
+    """Cost is constant in size, and so must be power: one bad element of 1e5 is caught."""
+    n, bad = 100_000, 73_421
+
+    class OneWrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x) * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            grad = g * 2 * (1 - torch.tanh(x) ** 2)
+            grad[bad] = grad[bad] * 1.5  # a plausible slip: one element 50% off
+            return grad
+
+    x = torch.randn(n, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    assert not gk.gradcheck(OneWrong.apply, (x,), raise_exception=False)
+    assert gk.gradcheck(lambda x: torch.tanh(x) * 2, (x,), raise_exception=False)

@@ -72,3 +72,58 @@ def test_compare_arrays_is_scale_aware():
     result = model.compare_arrays(ref * np.array([1, 1, 2]), ref)
     assert not result.passed and result.worst_index == (2,)
     assert not model.compare_arrays(np.array([np.nan, 0, 0]), np.zeros(3)).passed
+
+
+# -- the vectorised Richardson kernels: the same numbers as the plain formulas ------------
+def test_scheme_choice_matches_argmin_over_stacked_errors_with_ties_nan_and_inf():
+    from gradcheck_kit._finite_differences import _argmin3
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        a, b, c = (rng.integers(0, 3, 64).astype(float) for _ in range(3))  # many ties
+        for arr in (a, b, c):
+            arr[rng.random(64) < 0.2] = np.nan
+            arr[rng.random(64) < 0.1] = np.inf
+        expected = np.argmin(np.stack([a, b, c]), axis=0)
+        np.testing.assert_array_equal(_argmin3(a, b, c), expected)
+
+
+def test_in_place_richardson_table_equals_the_textbook_table_bit_for_bit():
+    from gradcheck_kit._finite_differences import _richardson
+
+    rng = np.random.default_rng(4)
+    for levels in (2, 3, 4):
+        for ratio in (2.0, 4.0):
+            estimates = [rng.standard_normal(100) for _ in range(levels)]
+            table, factor = [list(estimates)], ratio
+            while len(table[-1]) > 1:
+                prev = table[-1]
+                table.append([(factor * prev[i + 1] - prev[i]) / (factor - 1) for i in range(len(prev) - 1)])
+                factor *= ratio
+            best, below = table[-1][0], table[-2]
+            error = np.maximum(np.abs(best - below[-1]), np.abs(best - below[-2]))
+            value, err = _richardson([e.copy() for e in estimates], ratio=ratio)
+            assert np.array_equal(value, best) and np.array_equal(err, error)
+
+
+def test_perturbed_input_buffer_does_not_leak_into_stored_outputs():
+    """Finite differences reuse one input buffer: outputs that alias the input must not move."""
+    import torch
+
+    import gradcheck_kit as gk
+
+    x = torch.linspace(-1.0, 1.0, 50, dtype=torch.float64, requires_grad=True)
+    # The identity returns its (copied) input; a wrong gradient of 1.01 must be caught and
+    # the right one must pass, which fails if later steps overwrite earlier outputs.
+    assert gk.gradcheck(lambda x: x, (x,), raise_exception=False)
+
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 1.01
+
+    assert not gk.gradcheck(Off.apply, (x,), raise_exception=False)

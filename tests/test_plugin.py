@@ -572,3 +572,22 @@ def test_compare_fixture_public_names_and_a_report_in_a_new_directory(
     # The report's directory was created; the document names the machine and the options.
     assert document["machine"]["hostname"] and "elapsed_s" in document["summary"]
     assert document["options"]["report"] == str(report)
+
+
+def test_gradcheck_device_under_xdist_is_the_workers_own_gpu(
+    user_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two GPUs are simulated (the device table is replaced), so no GPU is needed; the
+    # worker id is the one pytest-xdist sets in each worker's environment.
+    user_suite.makeconftest(
+        """
+        import gradcheck_kit._options as options
+
+        options._devices = lambda framework="torch": ("cpu", "cuda:0", "cuda:1")
+        """
+    )
+    user_suite.makepyfile(test_x="def test_x(gradcheck_device):\n    print('DEVICE', gradcheck_device)\n")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    result = user_suite.runpytest_subprocess(*PLUGIN, "--gradcheck-devices", "cuda", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*DEVICE cuda:1*"])

@@ -73,7 +73,12 @@ class Target(ABC):
     # -- framework-specific --------------------------------------------------------------
     @abstractmethod
     def _evaluate(self, xs: Sequence[np.ndarray], native: bool) -> list[np.ndarray]:
-        """Outputs at `xs`, as float64 numpy arrays."""
+        """Outputs at `xs`, as fresh float64 numpy arrays.
+
+        Callers reuse the memory of `xs` for the next point: copy the inputs into the
+        framework's arrays, keep no reference to them, and return outputs that share no
+        memory with them.
+        """
 
     @abstractmethod
     def _vjps(
@@ -103,9 +108,18 @@ class Target(ABC):
             for x in self.base
         ]
 
+        # One buffer per input for every probe point: `_evaluate` copies its inputs into
+        # the framework's arrays and its outputs out of them, so the buffers can be reused.
+        moved = [np.empty_like(x) for x in self.base]
+
         def at(h: float, v: Sequence[np.ndarray]) -> np.ndarray:
             self._seed_generators()
-            outs = self._evaluate([x + h * d for x, d in zip(self.base, v)], False)
+            for buf, x, d in zip(moved, self.base, v):
+                np.multiply(d, h, out=buf)
+                np.add(buf, x, out=buf)
+            outs = self._evaluate(moved, False)
+            if len(outs) == 1:  # already a fresh array: no concatenation copy
+                return np.ravel(outs[0])
             return np.concatenate([np.ravel(o) for o in outs]) if outs else np.zeros(0)
 
         with _user_code("the function"), np.errstate(all="ignore"):

@@ -194,7 +194,13 @@ class TorchTarget(Target):
 
     @staticmethod
     def _to_numpy(t: torch.Tensor) -> np.ndarray:
-        return t.detach().to(dtype=torch.float64).cpu().numpy().copy()
+        t = t.detach()
+        if t.dtype == torch.float64 and t.device.type == "cpu":
+            # The tensor's own memory: copy, since the function may return (a view of) an
+            # input, a buffer or a global that changes later.
+            return t.numpy().copy()
+        # Any conversion already makes a fresh tensor; a second copy would add nothing.
+        return t.to(device="cpu", dtype=torch.float64).numpy()
 
     def _decide_promotion(self) -> None:
         if all(d == "float64" for d in self.native_dtypes):
