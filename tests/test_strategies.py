@@ -203,5 +203,8 @@ def test_large_tensors_are_dense_and_shrink_toward_zero() -> None:
     assert spread.shape == (8, 8, 8)
     assert (find(gst.tensors(shape=(8, 8, 8)), lambda t: True) == 0).all()
     big = find(gst.tensors(shape=(8, 8, 8)), lambda t: bool((t.abs() > 1.5).any()))
-    # A single element drawn alone is the simplest way to satisfy it.
-    assert int((big.abs() > 1.5).sum()) == 1
+    # The shrinker ends in one of two minima: a single element drawn alone, or the field
+    # of the smallest seed at the smallest spread that still reaches 1.5 (a quarter of the
+    # elements). Either way far from a typical draw, where the centre alone can put most
+    # elements above 1.5.
+    assert 1 <= int((big.abs() > 1.5).sum()) < big.numel() // 3
