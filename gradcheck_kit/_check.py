@@ -143,13 +143,24 @@ def gradgradcheck(
     return report
 
 
-def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False) -> Report:
+def _run(
+    fn,
+    inputs,
+    *,
+    grad,
+    settings: Settings,
+    grad_in_forward: bool = False,
+    input_names: Sequence[str] | None = None,
+) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
         restore_modules = _keep_module_state(fn, inputs)
         try:
             try:
-                target = make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+                target = make_target(
+                    fn, inputs, grad=grad, grad_in_forward=grad_in_forward,
+                    input_names=input_names,
+                )
             except CheckInputError:
                 raise
             except Exception as exc:

@@ -32,8 +32,12 @@ def make_target(
     *,
     grad: Callable[..., Any] | None = None,
     grad_in_forward: bool = False,
+    input_names: Sequence[str] | None = None,
 ) -> Target:
-    """Wrap `fn` and `inputs` in the adapter of their framework."""
+    """Wrap `fn` and `inputs` in the adapter of their framework.
+
+    `input_names` (torch only) names the top-level inputs in reports instead of `inputs[k]`.
+    """
     if not callable(fn):
         raise CheckInputError(
             f"fn must be callable, got a {type(fn).__name__}; pass the function to check as "
@@ -45,7 +49,9 @@ def make_target(
     if framework == "torch":
         from .torch import TorchTarget
 
-        return TorchTarget(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        return TorchTarget(
+            fn, inputs, grad=grad, grad_in_forward=grad_in_forward, input_names=input_names
+        )
     if framework == "jax":
         from .jax import JaxTarget
 
