@@ -107,3 +107,36 @@ def test_refuses_what_is_not_a_module_or_has_nothing_to_check():
     frozen = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(gk.CheckInputError, match="nothing to check"):
         gk.check_module(frozen, torch.randn(3, 2))
+
+
+def test_jax_modules_are_pytrees_whose_array_leaves_are_checked_by_path():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    from typing import Any, NamedTuple
+
+    class Layer(NamedTuple):  # as an equinox module: arrays beside a function leaf
+        weight: Any
+        bias: Any
+        act: Any
+
+    @jax.custom_vjp
+    def wrong_tanh(z):
+        return jnp.tanh(z)
+
+    def wrong_rule(z, g):
+        return (g * 1.1 * (1 - jnp.tanh(z) ** 2),)  # 10% too large
+
+    wrong_tanh.defvjp(lambda z: (jnp.tanh(z), z), wrong_rule)
+    key = jax.random.PRNGKey(0)
+    weight, bias = jax.random.normal(key, (2, 3)), jnp.zeros(2)
+    x = jnp.linspace(-1.0, 1.0, 3)
+
+    def apply(layer, x):
+        return layer.act(layer.weight @ x + layer.bias)
+
+    good = gk.gradcheck(apply, (Layer(weight, bias, jnp.tanh), x), raise_exception=False)
+    assert good.passed
+    checked = {c.input for c in good.comparisons}
+    assert checked == {"inputs[0].weight", "inputs[0].bias", "inputs[1]"}
+    bad = gk.gradcheck(apply, (Layer(weight, bias, wrong_tanh), x), raise_exception=False)
+    assert not bad.passed and "inputs[0].weight" in {c.input for c in bad.comparisons if not c.passed}
