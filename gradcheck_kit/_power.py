@@ -60,7 +60,10 @@ def comparison_power(point: BasePoint, i: int, j: int, tolerance: float) -> floa
     total = float(c.sum())
     if not total > 0 or not math.isfinite(total):
         return None
-    n_eff = total**2 / float(np.dot(c, c))
+    # Scaled by the largest contribution: with subnormal contributions (the gradient of
+    # erf far in its tails) sum(c^2) underflows to zero although sum(c) does not.
+    w = c / c.max()
+    n_eff = float(w.sum()) ** 2 / float(np.dot(w, w))
     return float(tolerance) / (total / n_eff)
 
 
