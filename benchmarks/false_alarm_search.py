@@ -1,6 +1,6 @@
 """A timed hypothesis search for false alarms: correct torch programs that a checker fails.
 
-`python -m benchmarks.false_alarm_search [--seconds 300] [--out DIR] [--seed 0]`
+`python -m benchmarks.false_alarm_search [--seconds 300 | --programs N] [--out DIR] [--seed 0]`
 
 Each drawn program is a chain of one to five ops from `OPS` (over 60 torch ops:
 elementwise, binary, axis, normalisation, loss, activation and linear-algebra ops) applied
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 import gradcheck_kit
@@ -139,7 +141,8 @@ OPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "trace_sq": lambda a: torch.trace(_square(a) @ _square(a)).reshape(1, 1),
     "conv1d": lambda a: F.conv1d(a.unsqueeze(0), _kernel(a), padding=1).squeeze(0),
     "avg_pool": lambda a: F.avg_pool1d(a.unsqueeze(0), 2, 1).squeeze(0),
-    "interpolate": lambda a: F.interpolate(a.unsqueeze(0), scale_factor=2.0, mode="linear").squeeze(0),
+    "interpolate": lambda a: F.interpolate(a.unsqueeze(0), scale_factor=2.0,
+                                           mode="linear").squeeze(0),
     "relu": torch.relu,
     "abs": torch.abs,
     "leaky_relu": F.leaky_relu,
@@ -204,18 +207,28 @@ def _torch_verdict(fn: Callable[..., Any], x: torch.Tensor) -> str:
     return "passed" if ok else "failed"
 
 
-def search(seconds: float, seed: int = 0) -> dict[str, Any]:
-    """Draw and check programs for `seconds`; return the counts and the false alarms."""
+class _TimeUp(Exception):
+    """Ends the search: hypothesis re-raises it at once (no shrinking phase runs)."""
+
+
+def search(seconds: float, seed: int = 0, programs_limit: int | None = None) -> dict[str, Any]:
+    """Draw and check programs for `seconds`; return the counts and the false alarms.
+
+    Each check runs once per drawn program; with one seed the sequence of programs is
+    fixed, so a longer run checks a superset of a shorter one's programs."""
     found: list[dict[str, Any]] = []
     counts: dict[str, dict[str, int]] = {}
     stop = time.monotonic() + seconds
 
-    @settings(database=None, deadline=None, max_examples=10**7, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), derandomize=False)
+    # Seeded: two runs of equal length draw the same programs, so runs before and after a
+    # change compare verdicts on the same cases.
+    @hypothesis_seed(seed)
+    @settings(database=None, deadline=None, max_examples=programs_limit or 10**7,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(programs())
     def one(program: Program) -> None:
         if time.monotonic() > stop:
-            return
+            raise _TimeUp
         fn, x = program.function(), program.inputs()
         tally = counts.setdefault(program.dtype, {})
         try:
@@ -248,19 +261,27 @@ def search(seconds: float, seed: int = 0) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.manual_seed(seed)
-        one()
-    return {"seconds": seconds, "counts": counts, "not_passed": found}
+        try:
+            one()
+        except _TimeUp:
+            pass
+    return {"seconds": seconds, "programs_limit": programs_limit, "counts": counts,
+            "not_passed": found}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.false_alarm_search",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=300.0, help="how long to search")
-    p.add_argument("--seed", type=int, default=0, help="the checks' probe seed")
+    p.add_argument("--programs", type=int, default=None,
+                   help="stop after this many drawn programs (the same ones for one seed)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the drawn programs and the checks' probes")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    result = search(args.seconds, args.seed)
+    result = search(args.seconds if args.programs is None else math.inf, args.seed,
+                    args.programs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "false_alarm_search.json").write_text(json.dumps(result, indent=1))
     for dtype, tally in sorted(result["counts"].items()):
