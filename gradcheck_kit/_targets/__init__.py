@@ -32,6 +32,7 @@ def make_target(
     *,
     grad: Callable[..., Any] | None = None,
     grad_in_forward: bool = False,
+    promote: Any = None,
 ) -> Target:
     """Wrap `fn` and `inputs` in the adapter of their framework."""
     if not callable(fn):
@@ -45,7 +46,14 @@ def make_target(
     if framework == "torch":
         from .torch import TorchTarget
 
-        return TorchTarget(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        return TorchTarget(
+            fn, inputs, grad=grad, grad_in_forward=grad_in_forward, promote=promote
+        )
+    if not any(promote is v for v in (None, True, False)):
+        raise CheckInputError(
+            f"promote= lists torch tensors and modules to check in float64; the inputs are "
+            f"{framework} arrays, whose captured arrays are not promoted: pass them as inputs"
+        )
     if framework == "jax":
         from .jax import JaxTarget
 
