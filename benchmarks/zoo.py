@@ -774,7 +774,8 @@ def _torch_dynamic_range() -> list[Case]:
     ]
 
 
-def _module_case(name: str, category: str, buggy: bool, make: Callable[[bool, str], Callable[..., Tensor]],
+def _module_case(name: str, category: str, buggy: bool,
+                 make: Callable[[bool, str], Callable[..., Tensor]],
                  inputs: Callable[[str], tuple[Tensor, ...]], description: str) -> Case:
     """A case whose function computes with an `nn.Module` it holds (closure or bound method),
     built in the requested dtype; `make(claimed, dtype)` gives the claimed (`True`) or the
@@ -893,10 +894,12 @@ def _torch_float32_modules() -> list[Case]:
                      "the same CNN normalising with the mean attached, correct"),
         _module_case("float32_closure_cnn_last_tile_off", cat, True, last_tile_cnn, images,
                      "a CNN in a closure whose tanh backward scales its last 8 elements by 0.97"),
-        _module_case("float32_closure_cnn_batchnorm_correct", "control", False, batchnorm_cnn, images,
+        _module_case("float32_closure_cnn_batchnorm_correct", "control", False, batchnorm_cnn,
+                     images,
                      "a conv-BatchNorm-tanh-linear CNN in a closure, training mode, correct"),
         _module_case("float32_bound_rmsnorm_stale_statistic", cat, True, bound_rmsnorm(True), rows,
-                     "a bound method's RMSNorm + linear block whose backward treats the rms as constant"),
+                     "a bound method's RMSNorm + linear block whose backward holds the rms "
+                     "constant"),
         _module_case("float32_bound_rmsnorm_correct", "control", False, bound_rmsnorm(False), rows,
                      "the same block with the full RMSNorm backward, correct"),
     ]

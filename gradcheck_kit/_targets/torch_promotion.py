@@ -80,11 +80,15 @@ def reachable_modules(
             children = [(obj.__self__, "the bound method's object"), (obj.__func__, route)]
         elif isinstance(obj, types.FunctionType):
             cells = zip(obj.__code__.co_freevars, obj.__closure__ or ())
-            children = [(c.cell_contents, f"closure variable `{n}`") for n, c in cells if _has_contents(c)]
+            children = [
+                (c.cell_contents, f"closure variable `{n}`") for n, c in cells if _has_contents(c)
+            ]
             children += [(c, "a default argument") for c in obj.__defaults__ or ()]
             children += [(c, "a default argument") for c in (obj.__kwdefaults__ or {}).values()]
             globals_ = obj.__globals__
-            children += [(globals_[n], f"global `{n}`") for n in obj.__code__.co_names if n in globals_]
+            children += [
+                (globals_[n], f"global `{n}`") for n in obj.__code__.co_names if n in globals_
+            ]
         elif isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType)):
             continue  # imported packages and classes: not where a model's instance lives
         else:
