@@ -258,6 +258,12 @@ def test_promote_accepts_only_floating_tensors_and_modules(bad):
         gk.gradcheck(torch.tanh, _x(3), promote=bad)
 
 
+def test_promote_is_validated_for_float64_inputs_too():
+    x64 = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(CheckInputError, match="promote"):
+        gk.gradcheck(torch.tanh, x64, promote="w")
+
+
 def test_promote_is_refused_for_numpy_inputs():
     import numpy as np
 
@@ -281,9 +287,17 @@ def test_a_module_computing_in_float32_inside_is_demoted_by_the_precision_probe(
             self.lin = nn.Linear(4, 4)
 
         def forward(self, x):
-            return torch.tanh(self.lin(x.float()).float()).to(x.dtype)
+            # Rounds to float32 and back: float64 outputs that carry float32 precision.
+            return torch.tanh(self.lin(x)).float().to(x.dtype)
 
     m = Casts()
     report = gk.gradcheck(lambda x: m(x).sum(), _x(3, 4), raise_exception=False)
     assert not report.promoted and report.promoted_objects == []
+    assert any("computes in lower precision" in n for n in report.notes)
     assert m.lin.weight.dtype == torch.float32
+
+
+def test_the_plugin_fixture_forwards_promote(gradcheck):
+    w32 = torch.randn(8, 8, generator=torch.Generator().manual_seed(2))
+    report = gradcheck(lambda x: torch.tanh(x @ w32).sum(), _x(8, 8), promote=(w32,))
+    assert report.status == "passed" and report.promoted_objects == ["1 tensor listed in promote="]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ._base import CheckInputError, Target, call_fn
-from .torch_promotion import Promotion, reachable_modules
+from .torch_promotion import Promotion, parse_promote, reachable_modules
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
 
@@ -27,6 +27,7 @@ class TorchTarget(Target):
         promote: Any = None,
     ) -> None:
         super().__init__(grad)
+        parse_promote(promote)  # a wrong promote= is an error whatever the inputs' dtypes
         self._fn = fn
         self._promote = promote
         self._promotion: Promotion | None = None
