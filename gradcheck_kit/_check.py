@@ -155,7 +155,14 @@ def gradgradcheck(
 
 
 def _run(
-    fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False, promote: Any = None
+    fn,
+    inputs,
+    *,
+    grad,
+    settings: Settings,
+    grad_in_forward: bool = False,
+    input_names: Sequence[str] | None = None,
+    promote: Any = None,
 ) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
@@ -163,7 +170,8 @@ def _run(
         try:
             try:
                 target = make_target(
-                    fn, inputs, grad=grad, grad_in_forward=grad_in_forward, promote=promote
+                    fn, inputs, grad=grad, grad_in_forward=grad_in_forward,
+                    input_names=input_names, promote=promote,
                 )
             except CheckInputError:
                 raise

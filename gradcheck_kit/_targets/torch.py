@@ -24,6 +24,7 @@ class TorchTarget(Target):
         *,
         grad: Callable[..., Any] | None = None,
         grad_in_forward: bool = False,
+        input_names: Sequence[str] | None = None,
         promote: Any = None,
     ) -> None:
         super().__init__(grad)
@@ -33,7 +34,7 @@ class TorchTarget(Target):
         self._promotion: Promotion | None = None
         # Tensors inside nested tuples, lists and dicts of the inputs (a parameter dict) are
         # checked like top-level ones: the inputs are seen as their leaves, named by path.
-        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs")
+        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs", names=input_names)
         self._names = [name for name, _ in leaves]
         self._inputs = tuple(leaf for _, leaf in leaves)
         self._diff: list[int] = []
@@ -339,10 +340,16 @@ class TorchTarget(Target):
             return self.hand_written_grad(*self._rebuild(args))
 
 
-def _flatten_inputs(x: Any, name: str, depth: int = 0) -> tuple[Any, list[tuple[str, Any]]]:
-    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf."""
+def _flatten_inputs(
+    x: Any, name: str, depth: int = 0, names: Sequence[str] | None = None
+) -> tuple[Any, list[tuple[str, Any]]]:
+    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf.
+
+    `names`, for the top-level tuple only, replaces the `inputs[k]` names of its items.
+    """
     if depth < 8 and type(x) in (tuple, list):
-        parts = [_flatten_inputs(v, f"{name}[{k}]", depth + 1) for k, v in enumerate(x)]
+        labels = names if names is not None else [f"{name}[{k}]" for k in range(len(x))]
+        parts = [_flatten_inputs(v, label, depth + 1) for label, v in zip(labels, x)]
         return (type(x), [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
     if depth < 8 and type(x) is dict:
         keys = list(x)
