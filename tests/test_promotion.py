@@ -301,3 +301,15 @@ def test_the_plugin_fixture_forwards_promote(gradcheck):
     w32 = torch.randn(8, 8, generator=torch.Generator().manual_seed(2))
     report = gradcheck(lambda x: torch.tanh(x @ w32).sum(), _x(8, 8), promote=(w32,))
     assert report.status == "passed" and report.promoted_objects == ["1 tensor listed in promote="]
+
+
+@pytest.mark.parametrize("parameters", [False, ["0.weight"]])
+def test_check_module_promotes_the_parameters_it_does_not_check(parameters):
+    net = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 2))
+    before = _snapshot(net)
+    report = gk.check_module(net, (_x(6, 4),), parameters=parameters, raise_exception=False)
+    assert report.status == "passed" and report.promoted and report.power < 1e-6
+    _assert_unchanged(net, before)
+    inputs_only = gk.check_module(net, (_x(6, 4),), parameters=parameters, promote=False,
+                                  raise_exception=False)
+    assert not inputs_only.promoted
