@@ -313,3 +313,23 @@ def test_check_module_promotes_the_parameters_it_does_not_check(parameters):
     inputs_only = gk.check_module(net, (_x(6, 4),), parameters=parameters, promote=False,
                                   raise_exception=False)
     assert not inputs_only.promoted
+
+
+def test_concurrent_checks_of_one_module_agree_and_leave_it_intact():
+    import threading
+
+    net = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 1))
+    before = _snapshot(net)
+    statuses = []
+
+    def check(seed):
+        report = gk.gradcheck(lambda x: net(x).sum(), _x(4, 5, seed=seed), raise_exception=False)
+        statuses.append((report.status, report.promoted))
+
+    threads = [threading.Thread(target=check, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [("passed", True)] * 4
+    _assert_unchanged(net, before)
