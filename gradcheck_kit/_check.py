@@ -38,6 +38,7 @@ def gradcheck(
     mode: str = "auto",
     seed: int = 0,
     raise_exception: bool = True,
+    promote: Any = None,
     **kw: Any,
 ) -> Report:
     """Check the derivatives of `fn` at `inputs` against independent oracles.
@@ -66,6 +67,13 @@ def gradcheck(
     - `seed`: seeds the random probes; equal seeds give equal reports.
     - `raise_exception`: raise `GradientMismatch` on failure, `InconclusiveCheck` when the
       check could not decide (default), or return the report.
+    - `promote`: torch only. Reduced-precision inputs are checked in float64 where the
+      function allows it; by default the `nn.Module`s the function reaches (itself, a bound
+      method's object, closures, globals, inputs) are then run on float64 copies of their
+      floating parameters and buffers, the same values, the caller's objects untouched.
+      A tensor, module, or sequence of them promotes those too (float32 weights captured
+      in a closure); `False` promotes the inputs only. `report.promoted_objects` says what
+      was promoted.
     - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
       for compatibility; `eps` sets the initial finite-difference step (absolute, in input
       units), `nondet_tol` the allowed difference between two identical backward passes,
@@ -82,7 +90,7 @@ def gradcheck(
     """
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
     _check_flags(raise_exception)
-    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
+    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings, promote=promote)
     if raise_exception:
         raise_for(report)
     return report
@@ -98,12 +106,14 @@ def gradgradcheck(
     mode: str = "auto",
     seed: int = 0,
     raise_exception: bool = True,
+    promote: Any = None,
     **kw: Any,
 ) -> Report:
     """Check second derivatives: `gradcheck` of the map `(inputs, v) -> J(inputs)^T v`.
 
     Same conventions as `gradcheck`. `grad_outputs` (the cotangents `v`) are drawn at
-    random from `seed` when not given. Works for torch and jax functions.
+    random from `seed` when not given. Works for torch and jax functions; `promote` as in
+    `gradcheck`.
 
     **Example:**
     ```python
@@ -135,7 +145,8 @@ def gradgradcheck(
         else:
             vjp_fn, vjp_inputs = _second_order.jax_vjp_function(fn, inputs, grad_outputs, seed)
         report = _run(
-            vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=framework == "torch"
+            vjp_fn, vjp_inputs, grad=None, settings=settings,
+            grad_in_forward=framework == "torch", promote=promote,
         )
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
     if raise_exception:
@@ -151,6 +162,7 @@ def _run(
     settings: Settings,
     grad_in_forward: bool = False,
     input_names: Sequence[str] | None = None,
+    promote: Any = None,
 ) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
@@ -159,7 +171,7 @@ def _run(
             try:
                 target = make_target(
                     fn, inputs, grad=grad, grad_in_forward=grad_in_forward,
-                    input_names=input_names,
+                    input_names=input_names, promote=promote,
                 )
             except CheckInputError:
                 raise
@@ -191,7 +203,7 @@ def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
     if unknown:
         raise TypeError(
             f"gradcheck got unexpected keyword argument(s) {unknown}. Accepted: grad, atol, "
-            f"rtol, mode, seed, raise_exception, and torch.autograd.gradcheck's "
+            f"rtol, mode, seed, raise_exception, promote, and torch.autograd.gradcheck's "
             f"{sorted(_TORCH_OPTIONS)}"
         )
     if kw.get("fast_mode") is True and mode == "auto":

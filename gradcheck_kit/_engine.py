@@ -80,6 +80,13 @@ def run(target: Target, settings: Settings) -> Report:
     comparisons: list[Comparison] = []
     if t.promotion_note:
         notes.append(t.promotion_note)
+    elif t.promoted and t.promoted_objects:
+        notes.append(
+            f"inputs are {t.native_dtype}: derivatives were compared in float64, the function "
+            f"computing on float64 copies (same values) of {'; '.join(t.promoted_objects)}, "
+            f"and the {t.native_dtype} backward on the caller's objects against the float64 "
+            f"one; the caller's objects are unchanged"
+        )
     elif t.promoted:
         notes.append(
             f"inputs are {t.native_dtype}: derivatives were compared in float64 (the function "
@@ -218,6 +225,7 @@ def run(target: Target, settings: Settings) -> Report:
         device=t.device,
         mode=s.mode,
         promoted=t.promoted,
+        promoted_objects=list(t.promoted_objects) if t.promoted else [],
         seed=s.seed,
         function_evals=t.function_evals,
         backward_evals=t.backward_evals,

@@ -29,6 +29,7 @@ def check_module(
     mode: str = "auto",
     seed: int = 0,
     raise_exception: bool = True,
+    promote: Any = None,
     **kw: Any,
 ) -> Report:
     """Check a torch `nn.Module`'s derivatives with respect to its inputs and parameters.
@@ -42,7 +43,8 @@ def check_module(
     - `inputs`: its positional inputs; those with `requires_grad=True` are checked too.
     - `parameters`: `True` (every parameter that requires grad), `False` (inputs only, as
       `gradcheck(module, inputs)` checks), or the dotted names of the parameters to check.
-    - the other arguments: as for `gradcheck`.
+    - the other arguments: as for `gradcheck` (`promote` included: the parameters not
+      checked, and other modules the module reaches, run on float64 copies).
 
     **Returns:** a `Report`, truthy if and only if every comparison passed.
 
@@ -76,7 +78,7 @@ def check_module(
     fn = _functional(module, len(args), names)
     report = _run(
         fn, args + values, grad=None, settings=settings,
-        input_names=[f"inputs[{k}]" for k in range(len(args))] + list(names),
+        input_names=[f"inputs[{k}]" for k in range(len(args))] + list(names), promote=promote,
     )
     state = "training" if module.training else "eval"
     report.notes.insert(
@@ -118,7 +120,15 @@ def _functional(module: Any, n_inputs: int, names: Sequence[str]):
         values = args[n_inputs:]
         # Floating buffers follow the parameters' dtype, so that a promoted check runs the
         # whole module in float64; fresh copies keep running statistics off the module.
-        dtype = next((v.dtype for v in values if v.is_floating_point()), None)
+        # With no parameter checked, the inputs say which precision this call runs in (the
+        # module's own parameters are then float64 copies in a promoted evaluation).
+        dtype = next(
+            (
+                v.dtype for v in (*values, *args[:n_inputs])
+                if isinstance(v, torch.Tensor) and v.is_floating_point()
+            ),
+            None,
+        )
         copies = {
             k: b.to(dtype, copy=True) if dtype and b.is_floating_point() else b.clone()
             for k, b in buffers.items()

@@ -18,9 +18,10 @@ comparisons; a comparison whose gradient is zero (`sum(c) = 0`), or in a float64
 within the comparison's tolerance of zero, has none.
 
 Rule: a check whose numeric side ran in a reduced precision (the function could not be
-promoted to float64: float32 tensors captured in a closure, fixed dtypes) and that is not
-otherwise failing, in which a finite-difference comparison has a power worse than
-`WEAK_POWER` (an error of 1% in one element would pass), does not pass: those comparisons
+promoted to float64: float32 tensors captured in a closure and not listed in `promote=`,
+fixed dtypes, casts) and that is not otherwise failing, in which a finite-difference
+comparison has a power worse than `WEAK_POWER` (an error of 1% in one element would
+pass), does not pass: those comparisons
 are inconclusive, with the ways to reach a float64 check. float32 finite differences over
 many elements are too coarse to resolve one element. A float64 check is as strong as
 finite differences get, and every remedy leads to one: its power is reported, and a weak
@@ -46,10 +47,10 @@ __all__ = ["WEAK_POWER", "comparison_power", "apply_power"]
 WEAK_POWER = 1e-2
 
 _FIX = (
-    "make the function dtype-generic (no float32 tensors or modules captured in closures, "
-    "no fixed dtype= arguments) so it can be checked in float64, pass the captured tensors "
-    "as inputs, or use gradcheck_kit.compare(fn, reference, inputs) with a float64-capable "
-    "reference"
+    "make the function dtype-generic (no fixed dtype= arguments, no casts) so it can be "
+    "checked in float64, list the float32 tensors it captures in promote=(...) or pass the "
+    "captured tensors as inputs, or use gradcheck_kit.compare(fn, reference, inputs) with a "
+    "float64-capable reference"
 )
 
 

@@ -42,6 +42,9 @@ class Target(ABC):
     device: str
     #: Whether work-precision evaluations run in float64 although some input is not.
     promoted: bool = False
+    #: What besides the inputs the float64 evaluations saw as float64 copies (modules the
+    #: function reaches, tensors listed in `promote=`), one description each.
+    promoted_objects: Sequence[str] = ()
     #: Why promotion was not possible (None when it was, or was not needed).
     promotion_note: str | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
