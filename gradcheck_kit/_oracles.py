@@ -12,7 +12,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ._finite_differences import Derivative, default_step, directional_derivative
+from ._finite_differences import (
+    Derivative,
+    OutsideDomain,
+    default_step,
+    directional_derivative,
+    measure_noise,
+    with_noise,
+)
 from ._probes import BasePoint, without_frozen
 from ._targets import CheckInputError, Target
 from ._tolerance import FD_LEVELS, ToleranceModel
@@ -55,7 +62,15 @@ def finite_differences(
         np.add(moved, base[i], out=moved)
         xs = list(base)
         xs[i] = moved
-        outs = target.evaluate(xs)
+        try:
+            outs = target.evaluate(xs)
+        except CheckInputError as exc:
+            if exc.__cause__ is None:  # the check's own complaint, not the function raising
+                raise
+            cause = exc.__cause__
+            raise OutsideDomain(
+                f"the function raised {type(cause).__name__} ({cause}) at a perturbed input"
+            ) from exc
         # The outputs are the target's fresh copies: one output needs no concatenation.
         return outs[0].ravel() if len(outs) == 1 else np.concatenate([y.ravel() for y in outs])
 
@@ -73,6 +88,11 @@ def finite_differences(
             g, eps=work.eps, step=h, g0=point.flat0, levels=FD_LEVELS, target=accurate,
             safety=work.fd_safety,
         )
+    except OutsideDomain as exc:
+        # No step was small enough: the function's own complaint is the clearest message.
+        refusal = exc.__cause__
+        refusal.__suppress_context__ = True  # keeps its own cause: the user's traceback
+        raise refusal
     except FloatingPointError as exc:
         raise CheckInputError(
             f"finite differences along {point.input_names[i]} failed: {exc}. Check the "

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ._finite_differences import richardson_noise_gain
+
 __all__ = [
     "ArrayComparison",
     "INPUT_ROUNDING_GAIN",
@@ -147,37 +149,6 @@ _TABLE: dict[str, ToleranceModel] = {
     "float16": ToleranceModel("float16", 2.0**-11, rounding_factor=16.0, precision_factor=32.0),
     "bfloat16": ToleranceModel("bfloat16", 2.0**-8, rounding_factor=8.0, precision_factor=16.0),
 }
-
-
-def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
-    """Sum of the magnitudes of Richardson's weights on the evaluations `g(t)`, times `h_min`.
-
-    Extrapolating the differences at steps `h, h/2, ..., h/2**(levels-1)` is a linear
-    combination of evaluations of `g`; noise of size `delta` in each evaluation reaches the
-    result as at most `gain * delta / h_min`. For `levels=3`: 33/20 for central differences,
-    11/2 for one-sided ones (the evaluation at the point itself included), the value
-    FiniteDifferences.jl calls `f_error_mult = sum(abs.(coefs))`.
-    """
-    ratio = 2.0 if one_sided else 4.0
-    steps = [2.0**-k for k in range(levels)]
-    # Each row maps an evaluation's key (side, level) to its weight.
-    rows: list[dict[Any, float]] = []
-    for k, h in enumerate(steps):
-        if one_sided:
-            rows.append({("+", k): 1.0 / h, "g0": -1.0 / h})
-        else:
-            rows.append({("+", k): 0.5 / h, ("-", k): -0.5 / h})
-    factor = ratio
-    while len(rows) > 1:
-        rows = [
-            {
-                key: (factor * hi.get(key, 0.0) - lo.get(key, 0.0)) / (factor - 1.0)
-                for key in set(lo) | set(hi)
-            }
-            for lo, hi in zip(rows[:-1], rows[1:])
-        ]
-        factor *= ratio
-    return sum(abs(w) for w in rows[0].values()) * steps[-1]
 
 
 # Richardson levels of the engine's finite differences (`directional_derivative(levels=)`).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._finite_differences import Derivative
+from .._finite_differences import Derivative, Scheme
 from .._probes import BasePoint
 from .._report import Comparison, ComparisonKind
 from .._tolerance import Tolerances, within
@@ -73,7 +73,7 @@ def compare_finite_differences(
             f"({lo_hi[0]:.6g} to {lo_hi[1]:.6g}); any value between them is accepted as a "
             f"subgradient"
         )
-    elif np.any(d.scheme[a:b] != _CENTRAL):
+    elif np.any(d.scheme[a:b] != Scheme.CENTRAL):
         notes.append("one-sided differences were used: central ones straddled a kink")
     return Comparison(
         check=check,
@@ -91,6 +91,3 @@ def compare_finite_differences(
         kind=ComparisonKind.FINITE_DIFFERENCES,
     )
 
-
-# `Derivative.scheme` codes central differences as 0 (forward 1, backward 2).
-_CENTRAL = 0
