@@ -38,7 +38,7 @@ from ._comparisons import (
 )
 from ._finite_differences import Derivative
 from ._localisation import Localisation, localise
-from ._oracles import finite_differences, forward_mode, reverse_mode
+from ._oracles import finite_differences, forward_mode, reverse_mode, with_measured_noise
 from ._power import apply_power
 from ._probes import (
     BasePoint,
@@ -153,9 +153,21 @@ def run(target: Target, settings: Settings) -> Report:
     ds: dict[int, Derivative] = {}
     for i in point.checked:
         d = ds[i] = derivative(i, point.v[i])
-        for j in range(len(point.u)):
+        found = [
+            compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check)
+            for j in range(len(point.u))
+        ]
+        if d.noise is None and not all(c.passed for c in found):
+            # Before a verdict of failure: the noise the model bounded may be larger (a
+            # cancelling forward); measure it at the point and compare again.
+            d = ds[i] = with_measured_noise(t, point, i, point.v[i], d)
+            found = [
+                compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check)
+                for j in range(len(point.u))
+            ]
+        for j, c in enumerate(found):
             fd[i, j] = len(comparisons)
-            comparisons.append(compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check))
+            comparisons.append(c)
         if np.any(d.kink):
             _split_kinks(point, i, d, comparisons, fd, derivative=derivative, tolerances=tolerances, check=check)
 

@@ -181,13 +181,30 @@ def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
 def measure_noise(
     g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float
 ) -> tuple[np.ndarray | None, int]:
-    """Evaluation noise of `g` near 0, per element, from four evaluations at offsets ~±δ, ±2δ.
+    """Evaluation noise of `g` near 0, per element, from evaluations at offsets ~±δ, ±2δ.
 
     Over so small a range `g` is a polynomial of low degree plus its rounding noise; the
     residual of a least-squares quadratic through the five values (g0 included) is the
-    noise. Returns `NOISE_SIGMAS` times its standard deviation (None where `g` has no
-    finite value at an offset) and the evaluations spent.
+    noise. Where an element did not change at all across the offsets, its rounding quantum
+    is larger than they reach: it is measured again at offsets 16 times larger (4 more
+    evaluations), and is NaN where those do not resolve it either. Returns `NOISE_SIGMAS`
+    times the noise's standard deviation (None where `g` has no finite value at an offset)
+    and the evaluations spent.
     """
+    noise, spread, spent = _noise_at(g, g0, delta)
+    if noise is None or not np.any(spread == 0):
+        return noise, spent
+    wider, wide_spread, more = _noise_at(g, g0, 16.0 * delta)
+    if wider is None:
+        return np.where(spread == 0, np.nan, noise), spent + more
+    noise = np.where(spread == 0, np.where(wide_spread == 0, np.nan, wider), noise)
+    return noise, spent + more
+
+
+def _noise_at(
+    g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """The noise from the offsets scaled by `delta`, the values' spread, evaluations spent."""
     ys = []
     for c in _OFFSETS:
         if c == 0.0:
@@ -196,14 +213,15 @@ def measure_noise(
         try:
             y = np.asarray(g(float(c) * delta), dtype=np.float64)
         except OutsideDomain:
-            return None, len(ys)
+            return None, None, len(ys)
         if y.shape != g0.shape or not np.all(np.isfinite(y)):
-            return None, len(ys)
+            return None, None, len(ys)
         ys.append(y)
     stacked = np.stack([y.ravel() for y in ys])  # (5, n)
     residual = _RESIDUAL @ (stacked - stacked[2])
     sigma = np.sqrt(np.sum(residual * residual, axis=0) / 2.0).reshape(g0.shape)
-    return NOISE_SIGMAS * sigma, 4
+    spread = (stacked.max(axis=0) - stacked.min(axis=0)).reshape(g0.shape)
+    return NOISE_SIGMAS * sigma, spread, 4
 
 
 def with_noise(d: Derivative, noise: np.ndarray, *, levels: int) -> Derivative:
@@ -269,6 +287,9 @@ def directional_derivative(
     attempts: list[Derivative] = []
     noise: np.ndarray | None = None
     offset: float | None = None  # where the noise was measured
+    # Per element, the smallest change from g0 seen at any step: an upper bound on the
+    # rounding quantum where the noise offsets are too small to change g at all.
+    quantum = np.full(g0.shape, np.inf)
     rejected: OutsideDomain | None = None  # the last time g refused a step
     h = step
     for attempt in range(retries + 1):
@@ -287,6 +308,10 @@ def directional_derivative(
                         f"{g0.shape} at the point itself; outputs must not change shape"
                     )
             points.append((hi, plus, minus))
+            for side in (plus, minus):
+                if _finite(side):
+                    change = np.abs(side - g0)
+                    np.minimum(quantum, np.where(change > 0, change, np.inf), out=quantum)
         plus_ok = all(_finite(p) for _, p, _ in points)
         minus_ok = all(_finite(m) for _, _, m in points)
         if not (plus_ok or minus_ok):
@@ -321,6 +346,9 @@ def directional_derivative(
             fresh, spent = measure_noise(g, g0, offset)
             evals += spent
             if fresh is not None:
+                # g did not change across the offsets: its quantum exceeds them, and a
+                # change of at least one quantum was seen at some step (none: constant).
+                fresh = np.where(np.isnan(fresh), np.where(np.isinf(quantum), 0.0, quantum), fresh)
                 # A sample taken at a larger offset may hold truncation (a δ³ term), which
                 # falls 4096-fold per retry; noise itself does not change with the offset.
                 # A zero sample is no news: g did not resolve the offsets at all (its

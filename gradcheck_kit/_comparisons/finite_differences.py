@@ -7,7 +7,7 @@ import numpy as np
 from .._finite_differences import Derivative, Scheme
 from .._probes import BasePoint
 from .._report import Comparison, ComparisonKind
-from .._tolerance import Tolerances, within
+from .._tolerance import FLOAT64_RELATIVE_FLOOR, Tolerances, within
 
 __all__ = ["compare_finite_differences", "finite_difference_check"]
 
@@ -67,6 +67,16 @@ def compare_finite_differences(
     else:
         error = max(0.0, lo_hi[0] - analytic, analytic - lo_hi[1])
     notes = list(d.notes)
+    floor = tolerances.accuracy_floor(magnitude)
+    if tol < error <= tol + floor:
+        tol += floor
+        source += f" + {FLOAT64_RELATIVE_FLOOR:g} x the probe's terms (float64 accuracy floor)"
+        notes.append(
+            f"the gradient agrees with finite differences to {error / magnitude:.2g} relative "
+            f"to the probe's terms: beyond the rounding model, within the float64 accuracy "
+            f"floor of {FLOAT64_RELATIVE_FLOOR:g} (far below any bug worth reporting; a "
+            f"special function's backward is often this accurate)"
+        )
     if lo_hi is not None:
         notes.append(
             f"a kink at the input itself: the one-sided derivatives along the probe differ "
