@@ -203,8 +203,8 @@ def run(target: Target, settings: Settings) -> Report:
     full = s.mode == "full"
     if s.mode != "fast":
         for (i, j), k in fd.items():
-            if not (full or not comparisons[k].passed):
-                continue
+            if not (full or not comparisons[k].passed) or comparisons[k].inconclusive:
+                continue  # an unresolved derivative has no wrong elements to find
             found = localise(
                 point, i, j, derivative=derivative, vjps=t.vjps, tolerances=tolerances, full=full
             )

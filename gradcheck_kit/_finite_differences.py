@@ -25,11 +25,11 @@ larger of the two bounds holds for every step tried, and the estimate kept is th
 over all steps, so a retry never makes a noise-limited estimate worse.
 
 Reliability. Where the estimates of successive steps disagree by more than their error
-estimates allow, those estimates are not trustworthy (a jump of a higher derivative
-inside every step, an ill-conditioned problem that no step resolves). `Derivative`
-records where they agreed (`resolved`) and the range they span (`envelope_lower`,
-`envelope_upper`), so that a comparison can tell a wrong gradient from a derivative that
-finite differences cannot decide.
+estimates allow, or the kept step's table is irregular beyond what noise explains, or
+curvature dominates its smallest step, the error estimate is not trustworthy (a jump of
+a higher derivative inside every step, an ill-conditioned problem that no step
+resolves). `Derivative.unreliable` marks those elements, so that a comparison can tell a
+wrong gradient from a derivative that finite differences cannot decide.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "Derivative",
     "NOISE_OFFSET",
     "NOISE_SIGMAS",
+    "Noise",
     "OutsideDomain",
     "Scheme",
     "default_step",
@@ -84,6 +85,19 @@ class Scheme(enum.IntEnum):
     BACKWARD = 2
 
 
+@dataclass(frozen=True)
+class Noise:
+    """Evaluation noise measured at a point, per element (`measure_noise`).
+
+    `level`: the bound per evaluation (NaN where the offsets did not change g at all).
+    `structured`: where the residual grew as the offsets shrank, which noise does not do:
+    g is singular on the scale of the offsets, and no step resolves its derivative.
+    """
+
+    level: np.ndarray
+    structured: np.ndarray
+
+
 class OutsideDomain(Exception):
     """Raised by `g` where it has no value at a step (the function rejected the input).
 
@@ -118,14 +132,22 @@ class Derivative:
     #: Per element: whether every step tried agreed with the kept estimate within both
     #: error estimates. None where only one step gave an estimate.
     resolved: np.ndarray | None = None
-    #: Per element: the range spanned by every step's estimate, widened by its error.
-    envelope_lower: np.ndarray | None = None
-    envelope_upper: np.ndarray | None = None
     #: The smallest step of each attempt that gave an estimate, in the order tried.
     steps_tried: tuple[float, ...] = ()
     #: Per element: whether the kept step's table was regular (its differences shrink as
     #: the error series says; see `_richardson`). None when not known.
     regular: np.ndarray | None = None
+    #: Per element: whether the error estimate itself is untrustworthy: the steps tried
+    #: disagree beyond their estimates, or the kept table is irregular by more than the
+    #: noise explains (no step reached the range where the error series holds: a jump of a
+    #: higher derivative inside every step, an ill-conditioned problem). None: not known.
+    unreliable: np.ndarray | None = None
+    #: Per element: |forward - backward| extrapolated one-sided derivatives (0 where only
+    #: one side exists). None: not known.
+    jump: np.ndarray | None = None
+    #: Per element: whether curvature, beyond noise, dominated the change of g over the
+    #: kept smallest step (`|g(h) + g(-h) - 2 g(0)| > |g(h) - g(-h)|`). None: not known.
+    curved: np.ndarray | None = None
 
     @property
     def unresolved(self) -> np.ndarray:
@@ -180,25 +202,43 @@ def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
 
 def measure_noise(
     g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float
-) -> tuple[np.ndarray | None, int]:
+) -> tuple[Noise | None, int]:
     """Evaluation noise of `g` near 0, per element, from evaluations at offsets ~±δ, ±2δ.
 
     Over so small a range `g` is a polynomial of low degree plus its rounding noise; the
     residual of a least-squares quadratic through the five values (g0 included) is the
-    noise. Where an element did not change at all across the offsets, its rounding quantum
+    noise; a second sample at offsets 16 times smaller (4 evaluations) tells it from
+    structure. Where an element did not change at all across the offsets, its quantum
     is larger than they reach: it is measured again at offsets 16 times larger (4 more
-    evaluations), and is NaN where those do not resolve it either. Returns `NOISE_SIGMAS`
-    times the noise's standard deviation (None where `g` has no finite value at an offset)
-    and the evaluations spent.
+    evaluations), and is NaN where those do not resolve it either. Returns the `Noise`
+    (`NOISE_SIGMAS` times its standard deviation; None where `g` has no finite value at an
+    offset) and the evaluations spent.
     """
     noise, spread, spent = _noise_at(g, g0, delta)
-    if noise is None or not np.any(spread == 0):
-        return noise, spent
-    wider, wide_spread, more = _noise_at(g, g0, 16.0 * delta)
-    if wider is None:
-        return np.where(spread == 0, np.nan, noise), spent + more
-    noise = np.where(spread == 0, np.where(wide_spread == 0, np.nan, wider), noise)
-    return noise, spent + more
+    if noise is None or spread is None:
+        return None, spent
+    # Noise does not depend on the offsets; what a smooth function leaves in the residual
+    # (a cubic term) falls 4096-fold at offsets 16 times smaller. Where it falls by more
+    # than 64, the residual was structure, not noise (a problem so ill-conditioned that
+    # it is far from polynomial even at these offsets); the smaller sample is the bound.
+    finer, fine_spread, more = _noise_at(g, g0, delta / 16.0)
+    spent += more
+    structured = np.zeros(g0.shape, dtype=bool)
+    if finer is not None:
+        smooth = (fine_spread > 0) & (finer < noise / 64.0)
+        # Growing as the offsets shrink: a function singular on this scale (1/t-like, an
+        # ill-conditioned solve): neither noise nor polynomial, finite differences at
+        # larger steps cannot resolve it.
+        structured = (fine_spread > 0) & (finer > 4.0 * noise)
+        noise = np.where(smooth, finer, noise)
+    if np.any(spread == 0):
+        wider, wide_spread, more = _noise_at(g, g0, 16.0 * delta)
+        spent += more
+        if wider is None:
+            noise = np.where(spread == 0, np.nan, noise)
+        else:
+            noise = np.where(spread == 0, np.where(wide_spread == 0, np.nan, wider), noise)
+    return Noise(noise, structured), spent
 
 
 def _noise_at(
@@ -224,23 +264,27 @@ def _noise_at(
     return NOISE_SIGMAS * sigma, spread, 4
 
 
-def with_noise(d: Derivative, noise: np.ndarray, *, levels: int) -> Derivative:
+def with_noise(d: Derivative, measured: Noise, *, levels: int) -> Derivative:
     """`d` with its rounding bound raised to what measured per-element `noise` implies.
 
     The model bound is kept where it is larger; the kink intervals widen by the extra
     rounding of both one-sided estimates.
     """
+    noise = np.nan_to_num(measured.level, nan=0.0)  # offsets too small to change g: no news
     central = d.scheme == Scheme.CENTRAL
     gain = np.where(
         central, richardson_noise_gain(levels, one_sided=False),
         richardson_noise_gain(levels, one_sided=True),
     )
-    measured = gain * noise / d.step
-    extra = np.maximum(measured - d.rounding, 0.0)
-    widen = np.where(d.kink, 2.0 * richardson_noise_gain(levels, one_sided=True) * noise / d.step, extra)
+    bound = gain * noise / d.step
+    extra = np.maximum(bound - d.rounding, 0.0)
+    one_sided = richardson_noise_gain(levels, one_sided=True)
+    widen = np.where(d.kink, 2.0 * one_sided * noise / d.step, extra)
     return dataclasses.replace(
         d, error=d.error + extra, rounding=d.rounding + extra, lower=d.lower - widen,
         upper=d.upper + widen, noise=noise,
+        unreliable=(measured.structured & ~d.kink) if d.unreliable is None
+        else d.unreliable | (measured.structured & ~d.kink),
     )
 
 
@@ -290,6 +334,7 @@ def directional_derivative(
     # Per element, the smallest change from g0 seen at any step: an upper bound on the
     # rounding quantum where the noise offsets are too small to change g at all.
     quantum = np.full(g0.shape, np.inf)
+    structured = np.zeros(g0.shape, dtype=bool)
     rejected: OutsideDomain | None = None  # the last time g refused a step
     h = step
     for attempt in range(retries + 1):
@@ -343,9 +388,11 @@ def directional_derivative(
             offset is not None and NOISE_OFFSET * points[-1][0] < offset,
         ):
             offset = NOISE_OFFSET * points[-1][0]
-            fresh, spent = measure_noise(g, g0, offset)
+            measured, spent = measure_noise(g, g0, offset)
             evals += spent
-            if fresh is not None:
+            if measured is not None:
+                fresh = measured.level
+                structured = structured | measured.structured
                 # g did not change across the offsets: its quantum exceeds them, and a
                 # change of at least one quantum was seen at some step (none: constant).
                 fresh = np.where(np.isnan(fresh), np.where(np.isinf(quantum), 0.0, quantum), fresh)
@@ -379,7 +426,7 @@ def directional_derivative(
             f"to {h / shrink:.3g}; it is not differentiable at this input"
         )
     if noise is not None and best.noise is None:
-        best = with_noise(best, noise, levels=levels)
+        best = with_noise(best, Noise(noise, structured), levels=levels)
     if noise is not None and np.any(best.rounding > 0) and np.any(
         noise > _NOISE_ULPS * eps * np.abs(g0)
     ):
@@ -387,9 +434,39 @@ def directional_derivative(
             f"evaluation noise measured at the point (up to {float(np.max(noise)):.3g} per "
             f"evaluation) exceeds the rounding model; the error estimate includes it"
         )
-    return dataclasses.replace(
-        best, evals=evals, notes=tuple(notes), **_agreement(attempts, best),
+    best = dataclasses.replace(
+        best, evals=evals, notes=tuple(notes), **_agreement(attempts, best)
     )
+    unreliable = _unreliable(best, g0, eps, safety, levels) | (structured & ~best.kink)
+    return dataclasses.replace(best, unreliable=unreliable)
+
+
+def _unreliable(
+    d: Derivative, g0: np.ndarray, eps: float, safety: float, levels: int
+) -> np.ndarray:
+    """Where `d`'s error estimate cannot be trusted (see `Derivative.unreliable`).
+
+    An irregular table whose smallest step is dominated by curvature never reached the
+    range where the error series holds. Otherwise it is explained by noise where
+    Richardson's correction (the truncation
+    estimate before the safety factor) is within twice the rounding that the measured
+    noise, or the model's noise at the point itself, gives. The model bound over all
+    steps does not explain it: it grows with whatever the steps reached (an ill-conditioned
+    solve returns huge values there), which is no evidence of noise.
+    """
+    central = d.scheme == Scheme.CENTRAL
+    gain = np.where(
+        central, richardson_noise_gain(levels, one_sided=False),
+        richardson_noise_gain(levels, one_sided=True),
+    )
+    at_point = _NOISE_ULPS * eps * np.abs(g0)
+    if d.noise is not None:
+        at_point = np.maximum(at_point, d.noise)
+    explained = 2.0 * gain * at_point / d.step
+    correction = np.maximum(d.error - d.rounding, 0.0) / safety
+    irregular = np.zeros(g0.shape, dtype=bool) if d.regular is None else ~d.regular
+    curved = np.zeros(g0.shape, dtype=bool) if d.curved is None else d.curved
+    return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
 
 
 def _at(g: Callable[[float], np.ndarray], t: float) -> np.ndarray | OutsideDomain:
@@ -418,7 +495,13 @@ def _accepted(
     bound = 2.0 * d.rounding
     if d.noise is not None and d.regular is not None:
         bound = np.where(d.regular, bound, bound * (1.0 + safety))
-    return bool(np.all(d.error <= bound)) or target is None or target(d.value, d.error)
+    # Not where curvature dominates an irregular table: the step is too large for g to be
+    # nearly linear, whatever the noise, and smaller steps may reach that range.
+    stuck = (
+        d.curved is not None and d.regular is not None and bool(np.any(d.curved & ~d.regular))
+    )
+    noise_bound = bool(np.all(d.error <= bound)) and not stuck
+    return noise_bound or target is None or target(d.value, d.error)
 
 
 def _worth_measuring(d: Derivative, accepted: bool, measured: bool, closer: bool) -> bool:
@@ -439,24 +522,25 @@ def _rank(d: Derivative) -> tuple[bool, float]:
 
 
 def _agreement(attempts: list[Derivative], best: Derivative) -> dict[str, Any]:
-    """Where every attempt's estimate agrees with the kept one, and the range they span."""
+    """Where every attempt's estimate agrees with the kept one within both error estimates."""
     steps = tuple(a.step for a in attempts)
     if len(attempts) < 2:
         return {"steps_tried": steps}
     resolved = np.ones(best.value.shape, dtype=bool)
-    lower, upper = best.lower.copy(), best.upper.copy()
     for a in attempts:
         if a is best:
             continue
-        # A kink seen at one step only (near, not at, the point) says nothing either way.
         seen = ~(a.kink | best.kink)
         with np.errstate(invalid="ignore"):
             agree = np.abs(a.value - best.value) <= a.error + best.error
         resolved &= agree | ~seen
-        np.minimum(lower, np.where(seen, a.lower, lower), out=lower)
-        np.maximum(upper, np.where(seen, a.upper, upper), out=upper)
-    return {"resolved": resolved, "envelope_lower": lower, "envelope_upper": upper,
-            "steps_tried": steps}
+        # A kink seen at a larger step only was near, not at, the point, and the smaller
+        # step resolved it: its one-sided derivatives came together. Where they stay as far
+        # apart, hidden only by larger error estimates, the kink lies closer to the point
+        # than any step tried (a C1 point, a tiny kink) and the smaller step resolved nothing.
+        if a.jump is not None and best.jump is not None:
+            resolved &= ~(a.kink & ~best.kink & (best.jump >= 0.5 * a.jump))
+    return {"resolved": resolved, "steps_tried": steps}
 
 
 def _estimate(
@@ -525,15 +609,25 @@ def _estimate(
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
-        kink = np.abs(f_val - b_val) > f_err + b_err
+        jump = np.abs(f_val - b_val)
+        kink = jump > f_err + b_err
     else:
+        jump = np.zeros(g0.shape)
         kink = np.zeros(g0.shape, dtype=bool)
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
     regular = np.where(central, c_reg, np.where(forward, f_reg, b_reg))
+    # Curvature beyond noise dominates the change over the smallest step: the step is not
+    # in the range where g is nearly linear (1/t-like behaviour, an ill-conditioned solve).
+    curved = np.zeros(g0.shape, dtype=bool)
+    if has_plus and has_minus:
+        _, p, m = points[-1]
+        # Against the model's noise only: a measured level may itself be such curvature,
+        # read at offsets where g is not polynomial either.
+        curved = np.abs(p + m - 2.0 * g0) > np.abs(p - m) + 4.0 * model
     return Derivative(
         value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, (), noise=measured,
-        regular=regular,
+        regular=regular, curved=curved, jump=jump,
     )
 
 

@@ -121,8 +121,6 @@ def with_measured_noise(
         noise, spent = measure_noise(g, point.flat0, NOISE_OFFSET * derivative.step)
     except OutsideDomain:
         noise, spent = None, 1
-    if noise is not None:
-        noise = np.nan_to_num(noise, nan=0.0)  # offsets too small to change g: no news
     d = derivative if noise is None else with_noise(derivative, noise, levels=FD_LEVELS)
     return dataclasses.replace(d, evals=derivative.evals + spent)
 
