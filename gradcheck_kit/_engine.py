@@ -456,7 +456,20 @@ def _independence(point: BasePoint) -> Comparison:
 
 
 def _localised(c: Comparison, found: Localisation, *, full: bool) -> Comparison:
-    """The finite-difference comparison with what localising it found."""
+    """The finite-difference comparison with what localising it found.
+
+    Localisation never contradicts the verdict: where the probe failed but every element
+    compared is within its own tolerance, the note says so, and the elements shown are
+    the nearest to their tolerance, not established errors.
+    """
+    notes = list(c.notes) + list(found.notes)
+    if not c.passed and not found.outside and found.elements:
+        notes.append(
+            f"localisation found all {found.elements} compared elements within their own "
+            f"tolerances: the probe's disagreement is spread over many elements, each below "
+            f"what its own finite differences resolve; the elements listed are the closest "
+            f"to their tolerance, not established errors"
+        )
     return dataclasses.replace(
         c,
         # In full mode every element is compared, and one outside its tolerance fails the
@@ -464,7 +477,7 @@ def _localised(c: Comparison, found: Localisation, *, full: bool) -> Comparison:
         passed=c.passed and not (full and found.outside),
         worst=list(found.worst),
         function_evals=c.function_evals + found.function_evals,
-        notes=list(c.notes) + list(found.notes),
+        notes=notes,
     )
 
 

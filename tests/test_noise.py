@@ -148,3 +148,18 @@ def test_a_function_that_refuses_every_perturbation_names_its_own_error():
     with pytest.raises(gk.CheckInputError, match="raised ValueError: exactly on grid") as info:
         gk.gradcheck(exact, (x,))
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_localisation_that_finds_no_wrong_element_says_so_under_a_failing_probe():
+    from gradcheck_kit._engine import _localised
+    from gradcheck_kit._localisation import Localisation
+    from gradcheck_kit._report import Comparison, Element
+
+    failing = Comparison("reverse mode vs finite differences", "x", "out", 2.0, 1.0, "t", False)
+    near = (Element((0,), None, 1.0, 1.0 + 0.5, 0.5, 1.0),)
+    found = _localised(failing, Localisation(near, 3, 0, 12, ()), full=False)
+    assert not found.passed
+    assert any("within their own tolerances" in n and "not established errors" in n
+               for n in found.notes)
+    wrong = _localised(failing, Localisation(near, 3, 1, 12, ()), full=False)
+    assert not any("within their own tolerances" in n for n in wrong.notes)
