@@ -136,7 +136,9 @@ def _unresolved(point: BasePoint, i: int, j: int, d: Derivative, error: float) -
         f"wrong gradient. Typical causes: a jump in a higher derivative within every step "
         f"(a C1 point such as smooth_l1_loss at |x| = beta), a tiny kink at the point, or an "
         f"ill-conditioned problem (no step resolves its smallest singular value). To decide: "
-        f"check at a point away from the kink, at a better-conditioned input, with a step "
-        f"of your own (eps=), or against forward mode (check_forward_ad=True)"
+        f"check at a point away from the kink or at a better-conditioned input, or pass a "
+        f"step of your own (eps=, in input units) small enough for the function to be "
+        f"nearly linear over it; where forward mode ran, the dot-product test still compares "
+        f"the two AD modes"
     )
 
