@@ -375,6 +375,8 @@ def directional_derivative(
         if not (plus_ok and minus_ok):
             side = "forward" if plus_ok else "backward"
             notes.append(
+                f"{_why(refused)} on one side of the input at step {h:.3g}: {side} "
+                f"differences only" if refused is not None else
                 f"the function is not finite on one side of the input at step {h:.3g} (the "
                 f"edge of its domain): {side} differences only"
             )

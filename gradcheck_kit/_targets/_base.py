@@ -145,6 +145,12 @@ class Target(ABC):
                 raise
             # The function refuses perturbed inputs (it validates them): the questions stay
             # unanswered, and finite differences look for steps small enough to pass.
+            cause = exc.__cause__
+            self.notes.append(
+                f"the function raised {type(cause).__name__} ({cause}) at a perturbed input "
+                f"while its precision and dependence on the inputs were probed; those probes "
+                f"were skipped"
+            )
 
     def _probe_precision(self, at: Callable[..., np.ndarray], y0: np.ndarray, v) -> bool:
         """Demote when float64 evaluations miss changes far above float64 resolution.
