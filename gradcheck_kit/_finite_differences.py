@@ -328,12 +328,11 @@ def directional_derivative(
         evals += 1
     notes: list[str] = []
     best: Derivative | None = None
-    attempts: list[Derivative] = []
+    # What the agreement between steps needs of each attempt (not whole estimates: at
+    # 1e7 outputs each array is 80 MB).
+    attempts: list[_Attempt] = []
     noise: np.ndarray | None = None
     offset: float | None = None  # where the noise was measured
-    # Per element, the smallest change from g0 seen at any step: an upper bound on the
-    # rounding quantum where the noise offsets are too small to change g at all.
-    quantum = np.full(g0.shape, np.inf)
     structured = np.zeros(g0.shape, dtype=bool)
     rejected: OutsideDomain | None = None  # the last time g refused a step
     h = step
@@ -353,10 +352,6 @@ def directional_derivative(
                         f"{g0.shape} at the point itself; outputs must not change shape"
                     )
             points.append((hi, plus, minus))
-            for side in (plus, minus):
-                if _finite(side):
-                    change = np.abs(side - g0)
-                    np.minimum(quantum, np.where(change > 0, change, np.inf), out=quantum)
         plus_ok = all(_finite(p) for _, p, _ in points)
         minus_ok = all(_finite(m) for _, _, m in points)
         if not (plus_ok or minus_ok):
@@ -395,9 +390,8 @@ def directional_derivative(
             if measured is not None:
                 fresh = measured.level
                 structured = structured | measured.structured
-                # g did not change across the offsets: its quantum exceeds them, and a
-                # change of at least one quantum was seen at some step (none: constant).
-                fresh = np.where(np.isnan(fresh), np.where(np.isinf(quantum), 0.0, quantum), fresh)
+                if np.any(np.isnan(fresh)):
+                    fresh = np.where(np.isnan(fresh), _quantum(points, g0), fresh)
                 # A sample taken at a larger offset may hold truncation (a δ³ term), which
                 # falls 4096-fold per retry; noise itself does not change with the offset.
                 # A zero sample is no news: g did not resolve the offsets at all (its
@@ -406,7 +400,8 @@ def directional_derivative(
                 noise = fresh if noise is None else np.where(lower, fresh, noise)
                 estimate = _estimate(points, g0, eps, safety, noise)
                 accepted = _accepted(estimate, target, safety)
-        attempts.append(estimate)
+        attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
+                                 estimate.kink, estimate.jump))
         # Prefer estimates without an apparent kink: a kink seen at one step size and not
         # at a smaller one was only near the point, and the smaller step resolves it.
         if best is None or _rank(estimate) < _rank(best):
@@ -471,6 +466,23 @@ def _unreliable(
     return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
 
 
+def _quantum(points, g0: np.ndarray) -> np.ndarray:
+    """Per element, the smallest nonzero change from g0 at the steps (0 where none).
+
+    Where the noise offsets did not change g at all, its rounding quantum exceeds what they
+    reach, and a change of at least one quantum was seen at some step; an element that
+    never changed is constant, without noise.
+    """
+    quantum = np.full(g0.shape, np.inf)
+    for _, p, m in points:
+        for side in (p, m):
+            if side is not None and _finite(side):
+                change = np.abs(side - g0)
+                np.minimum(quantum, np.where(change > 0, change, np.inf), out=quantum)
+    quantum[np.isinf(quantum)] = 0.0
+    return quantum
+
+
 def _at(g: Callable[[float], np.ndarray], t: float) -> np.ndarray | OutsideDomain:
     try:
         return np.asarray(g(t), dtype=np.float64)
@@ -523,14 +535,23 @@ def _rank(d: Derivative) -> tuple[bool, float]:
     return bool(np.any(d.kink)), float(np.sum(d.error))
 
 
-def _agreement(attempts: list[Derivative], best: Derivative) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Attempt:
+    step: float
+    value: np.ndarray
+    error: np.ndarray
+    kink: np.ndarray
+    jump: np.ndarray | None
+
+
+def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
     """Where every attempt's estimate agrees with the kept one within both error estimates."""
     steps = tuple(a.step for a in attempts)
     if len(attempts) < 2:
         return {"steps_tried": steps}
     resolved = np.ones(best.value.shape, dtype=bool)
     for a in attempts:
-        if a is best:
+        if a.value is best.value:
             continue
         seen = ~(a.kink | best.kink)
         with np.errstate(invalid="ignore"):
