@@ -201,7 +201,8 @@ def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
 
 
 def measure_noise(
-    g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float
+    g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float,
+    *, allowed: np.ndarray | None = None,
 ) -> tuple[Noise | None, int]:
     """Evaluation noise of `g` near 0, per element, from evaluations at offsets ~±δ, ±2δ.
 
@@ -212,11 +213,15 @@ def measure_noise(
     is larger than they reach: it is measured again at offsets 16 times larger (4 more
     evaluations), and is NaN where those do not resolve it either. Returns the `Noise`
     (`NOISE_SIGMAS` times its standard deviation; None where `g` has no finite value at an
-    offset) and the evaluations spent.
+    offset) and the evaluations spent. `allowed`: noise the caller's model already allows;
+    where the first sample stays below it everywhere, it changes nothing and is returned
+    as it is (4 evaluations in all).
     """
     noise, spread, spent = _noise_at(g, g0, delta)
     if noise is None or spread is None:
         return None, spent
+    if allowed is not None and np.all(noise <= allowed) and not np.any(spread == 0):
+        return Noise(noise, np.zeros(g0.shape, dtype=bool)), spent
     # Noise does not depend on the offsets; what a smooth function leaves in the residual
     # (a cubic term) falls 4096-fold at offsets 16 times smaller. Where it falls by more
     # than 64, the residual was structure, not noise (a problem so ill-conditioned that
@@ -385,7 +390,9 @@ def directional_derivative(
             offset is not None and NOISE_OFFSET * points[-1][0] < offset,
         ):
             offset = NOISE_OFFSET * points[-1][0]
-            measured, spent = measure_noise(g, g0, offset)
+            measured, spent = measure_noise(
+                g, g0, offset, allowed=_NOISE_ULPS * eps * np.abs(g0)
+            )
             evals += spent
             if measured is not None:
                 fresh = measured.level
