@@ -905,6 +905,56 @@ def _torch_float32_modules() -> list[Case]:
     ]
 
 
+def _on_grid(x: Tensor) -> Tensor:
+    """x itself, after checking that x lies on a 0.01 grid (as input validation does)."""
+    if not torch.allclose(x, x.round(decimals=2), atol=1e-4):
+        raise ValueError("inputs must lie on a 0.01 grid")
+    return x
+
+
+def _torch_finite_difference_edges() -> list[Case]:
+    """Issue 10 items 1, 6 and 7: correct functions at the edges of finite differences
+    (a cancelling forward, an input check that refuses the default step, a backward
+    accurate to 1e-10 only), each with a wrong-gradient twin."""
+    small = lambda dtype: (_tensor(_normal(80, (4, 3), scale=1e-4), dtype),)
+    grid = lambda dtype: (_tensor(np.array([0.12, 0.35, 0.8, -0.47, 1.25]), dtype),)
+    positive = lambda dtype: (_tensor(_uniform(81, (20,), 0.5, 3.5), dtype),)
+
+    def logdet(x: Tensor) -> Tensor:
+        return torch.logdet(torch.eye(x.shape[0], dtype=x.dtype) + x @ x.T)
+
+    def logdet_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        def grad(g: Tensor, x: Tensor) -> Tensor:
+            m = torch.eye(x.shape[0], dtype=x.dtype) + x @ x.T
+            return g * factor * 2.0 * torch.linalg.solve(m, x)
+        return grad
+
+    def cube_on_grid(x: Tensor) -> Tensor:
+        return _on_grid(x) ** 3
+
+    def cube_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda g, x: g * factor * 3.0 * x**2
+
+    def digamma_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda g, x: g * factor * torch.polygamma(1, x)
+
+    cat = "finite-difference edges"
+    return [
+        _torch_case("logdet_near_identity_correct", "control", False, logdet, logdet, small,
+                    description="logdet(I + X X^T) at X ~ 1e-4 (the output cancels), correct"),
+        _unary("logdet_near_identity_x1.5", cat, True, logdet, logdet_grad(1.5), small,
+               "logdet(I + X X^T) at X ~ 1e-4 with the gradient x1.5"),
+        _torch_case("validated_input_correct", "control", False, cube_on_grid, cube_on_grid, grid,
+                    description="x**3 of an input it checks to lie on a 0.01 grid, correct"),
+        _unary("validated_input_x2", cat, True, cube_on_grid, cube_grad(2.0), grid,
+               "x**3 of an input checked to lie on a 0.01 grid, gradient x2"),
+        _torch_case("digamma_correct", "control", False, torch.digamma, torch.digamma, positive,
+                    description="digamma over [0.5, 3.5] (its backward is ~5e-10 off), correct"),
+        _unary("digamma_x1.01", cat, True, torch.digamma, digamma_grad(1.01), positive,
+               "digamma over [0.5, 3.5] with the gradient 1% too large"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -930,6 +980,7 @@ def zoo_cases() -> list[Case]:
         + _torch_kinked_probe()
         + _torch_dynamic_range()
         + _torch_float32_modules()
+        + _torch_finite_difference_edges()
         + _jax_cases()
         + _numpy_cases()
     )
