@@ -32,7 +32,9 @@ def _rmsnorm(x):
 
 
 FLOAT32_INSIDE = {
-    "softmax-dtype-float32": lambda q: torch.softmax(q, -1, dtype=torch.float32).to(q.dtype).pow(2).sum(),
+    "softmax-dtype-float32": (
+        lambda q: torch.softmax(q, -1, dtype=torch.float32).to(q.dtype).pow(2).sum()
+    ),
     "rmsnorm": lambda x: _rmsnorm(x),
     "rmsnorm-squared-sum": lambda x: _rmsnorm(x).pow(2).sum(),
     "tanh-cast": lambda x: torch.tanh(x.float()).to(x.dtype),

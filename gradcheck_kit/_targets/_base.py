@@ -215,7 +215,8 @@ class Target(ABC):
                 f"precision inside ({evidence}, as in a function that casts to {dtype} and "
                 f"back), so finite differences run in {self.native_dtype}"
             )
-            if ToleranceModel.for_dtype(dtype).eps > ToleranceModel.for_dtype(self.native_dtype).eps:
+            eps = ToleranceModel.for_dtype
+            if eps(dtype).eps > eps(self.native_dtype).eps:
                 self.internal_dtype = dtype
             return
         self.internal_dtype = dtype
