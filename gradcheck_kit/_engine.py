@@ -128,11 +128,17 @@ def run(target: Target, settings: Settings) -> Report:
         checked=tuple(i for i, x in enumerate(t.base) if x.size > 0),
     )
     sets = point.cotangent_sets()
-    # The last set repeats the first: two identical backward passes must agree. The raw
-    # gradients keep their frozen elements, which are checked on their own below.
-    raw = reverse_mode(t, sets + sets[:1], [np.zeros(f.shape, dtype=bool) for f in frozen])
+    n_sets = len(sets)
+    # After the sets: the first again (two identical backward passes must agree) and, for
+    # the reduced-precision comparison, each set scaled by 3 (the backward's own rounding,
+    # `Tolerances.precision`). The raw gradients keep their frozen elements, which are
+    # checked on their own below.
+    scaled = [[None if c is None else 3.0 * c for c in cs] for cs in sets] if t.promoted else []
+    raw = reverse_mode(
+        t, sets + sets[:1] + scaled, [np.zeros(f.shape, dtype=bool) for f in frozen]
+    )
     grads = [without_frozen(g, frozen) for g in raw]
-    point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:-1]))
+    point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:n_sets]))
     # A forward the set-up probe saw resolve float64 steps computes in float64, whatever
     # its backward rounds to (a backward that rounds to bfloat16 is a bug to find).
     if t.work_dtype == "float64" and t.hand_written_grad is None and not t.resolves_float64:
@@ -144,9 +150,9 @@ def run(target: Target, settings: Settings) -> Report:
                 f"backward of a cast to {grid} returns"
             ))
             return run(target, settings)
-    comparisons += _frozen_comparisons(point, raw[:-1], eps=tolerances.work.eps)
+    comparisons += _frozen_comparisons(point, raw[:n_sets], eps=tolerances.work.eps)
     determinism = compare_determinism(
-        grads[0], grads[-1], input_names=t.input_names, output_name=t.output_names[0],
+        grads[0], grads[n_sets], input_names=t.input_names, output_name=t.output_names[0],
         nondet_tol=s.nondet_tol,
     )
     if not determinism.passed:  # a passing one compares an oracle with itself: not listed
@@ -191,11 +197,20 @@ def run(target: Target, settings: Settings) -> Report:
     # -- reduced precision
     if t.promoted:
         native_grads = reverse_mode(t, point.cotangent_sets(), frozen, native=True)
+        # The float64 gradient one native ulp of the inputs away, random signs per element.
+        moved = [
+            np.where(f, x, x + tolerances.native.eps * np.abs(x) * rng.choice([-1.0, 1.0], x.shape))
+            for f, x in zip(frozen, t.base)
+        ]
+        shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)
         for j, yn in enumerate(t.native_outputs):
             for i in point.checked:
+                g = point.grads[j][i]
                 comparisons.append(compare_precision(
                     point, i, j, native_grads[j][i], yn, tolerances=tolerances,
                     native_dtype=t.native_dtype,
+                    input_spread=shifted[j][i] - g,
+                    rounding_spread=grads[n_sets + 1 + j][i] / 3.0 - g,
                 ))
 
     # -- localisation

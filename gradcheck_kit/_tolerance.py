@@ -282,25 +282,60 @@ class Tolerances:
         return self.rounding(magnitude, size), rounding_text + " (both sides exact up to rounding)"
 
     def precision(
-        self, amplification: float, norm: float, reference_norm: float
+        self,
+        amplification: float,
+        norm: float,
+        reference_norm: float,
+        *,
+        input_spread: float = 0.0,
+        rounding_spread: float = 0.0,
     ) -> tuple[float, str]:
         """The native-dtype backward against the float64 one, normwise.
 
         `amplification` is how many native ulps the forward itself loses (a backward through
-        the same operations loses about as much); `norm` the size the gradient's rounding
-        scales with, `reference_norm` the float64 gradient's norm.
+        the same operations loses about as much); `norm` the float64 gradient's norm (its
+        rounding scales with it), `reference_norm` the same norm as the user's rtol sees it.
+        The backward's own rounding is measured on the float64 backward, so that it neither
+        scales with |f(x)| (a large loss value hides nothing) nor misses what the forward
+        does not show:
+
+        - `input_spread`: how far the float64 gradient moves when every input element moves
+          by one native ulp (random signs). A native backward computes on intermediates of
+          the inputs' size rounded to native ulps (std's mean of 1000 + 0.1 x): their
+          rounding moves it as far, however little it moves the forward.
+        - `rounding_spread`: how far the float64 gradient moves when the cotangent is
+          scaled by 3 (and the result by 1/3), which changes the rounding of every product
+          in the backward: the float64 backward's own rounding, which the native one
+          repeats `native eps / float64 eps` times larger (cancellation in a saturated
+          softmax's backward).
         """
-        nat = self.native
+        nat, work = self.native, self.work
         derived_text = (
             f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
-            f"error in ulps = {amplification:.3g}) x (|float64 gradient| + "
-            f"|u| (|f(x)| + 1) / |x|)"
+            f"error in ulps = {amplification:.3g}) x |float64 gradient| + "
+            f"{PRECISION_INPUT_GAIN:g} x the float64 gradient's change under a 1-ulp "
+            f"{nat.name} change of the inputs + {PRECISION_ROUNDING_GAIN:g} x "
+            f"({nat.name} eps / {work.name} eps) x its change under a rescaled cotangent"
         )
         if self.user.given:
             return self.user.bound(reference_norm), self.user.source(
                 "float64 gradient", derived_text
             )
-        return nat.precision_factor * nat.eps * max(1.0, amplification) * norm, derived_text
+        tol = (
+            nat.precision_factor * nat.eps * max(1.0, amplification) * norm
+            + PRECISION_INPUT_GAIN * input_spread
+            + PRECISION_ROUNDING_GAIN * (nat.eps / work.eps) * rounding_spread
+        )
+        return tol, derived_text
+
+
+# Headroom on the measured spreads of the float64 backward (`Tolerances.precision`). Not
+# derived: a native backward rounds a handful of intermediates of the inputs' size before
+# they reach the gradient (a mean, a centred input, a norm), each by a few ulps, and the
+# spreads are single random samples of a rounding error that may come out small; 16
+# covers both.
+PRECISION_INPUT_GAIN = 16.0
+PRECISION_ROUNDING_GAIN = 16.0
 
 
 def dtype_name(dtype: Any) -> str:

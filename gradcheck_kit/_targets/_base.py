@@ -91,9 +91,13 @@ class Target(ABC):
 
     @abstractmethod
     def _vjps(
-        self, cotangent_sets: Sequence[Sequence[np.ndarray | None]], native: bool
+        self,
+        cotangent_sets: Sequence[Sequence[np.ndarray | None]],
+        native: bool,
+        at: Sequence[np.ndarray] | None = None,
     ) -> list[list[np.ndarray]]:
-        """Reverse-mode products at the base point, one forward pass for all sets."""
+        """Reverse-mode products at `at` (default: the base point), one forward pass for all
+        sets."""
 
     def _jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -283,20 +287,25 @@ class Target(ABC):
         return outs
 
     def vjps(
-        self, cotangent_sets: Sequence[Sequence[np.ndarray | None]], *, native: bool = False
+        self,
+        cotangent_sets: Sequence[Sequence[np.ndarray | None]],
+        *,
+        native: bool = False,
+        at: Sequence[np.ndarray] | None = None,
     ) -> list[list[np.ndarray]]:
-        """`J^T u` for each set `u` of output cotangents (None: zero for that output)."""
+        """`J^T u` for each set `u` of output cotangents (None: zero for that output), at
+        the inputs `at` (default: the base point)."""
         self.backward_evals += len(cotangent_sets)
         self._seed_generators()
         if self.hand_written_grad is not None:
             with _user_code("the hand-written gradient (grad=)"):
-                grads = self._hand_written(native)
+                grads = self._hand_written(native, at)
             return [
                 [g * float(np.sum(u[0])) if u[0] is not None else np.zeros_like(g) for g in grads]
                 for u in cotangent_sets
             ]
         with _user_code("the backward pass"):
-            return self._vjps(cotangent_sets, native)
+            return self._vjps(cotangent_sets, native, at)
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""
@@ -310,8 +319,10 @@ class Target(ABC):
             self.forward_mode_note = f"forward mode unavailable: {first_sentence(exc)}"
             return None
 
-    def _hand_written(self, native: bool) -> list[np.ndarray]:
-        grads = self._call_grad(self.base, native)
+    def _hand_written(
+        self, native: bool, at: Sequence[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        grads = self._call_grad(self.base if at is None else at, native)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         if self.grad_positions is not None and len(grads) == self.grad_positions[1] != len(self.base):

@@ -234,8 +234,8 @@ class TorchTarget(Target):
             )
         return [self._to_numpy(outs[k]) for k in self._out_index]
 
-    def _vjps(self, cotangent_sets, native):
-        args, made = self._args(self.base, native, requires_grad=True)
+    def _vjps(self, cotangent_sets, native, at=None):
+        args, made = self._args(self.base if at is None else at, native, requires_grad=True)
         with torch.enable_grad():
             outs = self._flatten(self._fn(*self._rebuild(args)))
         checked = [outs[k] for k in self._out_index]
