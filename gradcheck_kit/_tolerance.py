@@ -270,16 +270,45 @@ class Tolerances:
             f"estimate + rounding bound) + {rounding_text}"
         )
 
-    def forward_mode(self, magnitude: float, forward: float, size: int) -> tuple[float, str]:
-        """Reverse against forward mode: both exact up to rounding."""
+    def forward_mode(
+        self,
+        reverse_terms: float,
+        forward_terms: float,
+        forward: float,
+        *,
+        sizes: tuple[int, int],
+        spread: float = 0.0,
+    ) -> tuple[float, str]:
+        """Reverse against forward mode: both exact up to rounding, each of its own terms.
+
+        `<J^T u, v>` sums `n_in` terms of total magnitude `reverse_terms = sum |J^T u| |v|`,
+        `<u, J v>` sums `n_out` terms of total `forward_terms = sum |u| |J v|` (plus the
+        output-sized intermediates `|u| (|f| + 1)`, see `output_scales`); each term carries
+        the rounding of its chain (`rounding_factor` ulps) and the sums grow like the square
+        root of their lengths, `sizes = (n_in, n_out)`. Where the derivative is
+        ill-conditioned (pinv near singularity, layer norm of rows with a large offset),
+        both modes are only as accurate as the forward's intermediates: `spread` is how far
+        the reverse-mode probe moves when every input moves by one ulp (random signs),
+        measured where the rounding terms alone do not cover the disagreement, with
+        `FORWARD_SPREAD_GAIN` of headroom.
+        """
         w = self.work
+        n_in, n_out = (max(n, 1) for n in sizes)
         rounding_text = (
-            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
-            f"|u| (|f(x)| + 1))"
+            f"{w.rounding_factor:g} ulps of {w.name} x (sqrt(n_in) |J^T u| |v| + sqrt(n_out) "
+            f"(|u| |J v| + |u| (|f(x)| + 1)))"
         )
+        if spread > 0:
+            rounding_text += (
+                f" + {FORWARD_SPREAD_GAIN:g} x the reverse probe's change under a 1-ulp change "
+                f"of the inputs"
+            )
         if self.user.given:
             return self.user.bound(forward), self.user.source("forward mode", rounding_text)
-        return self.rounding(magnitude, size), rounding_text + " (both sides exact up to rounding)"
+        tol = w.rounding_factor * w.eps * (
+            math.sqrt(n_in) * reverse_terms + math.sqrt(n_out) * forward_terms
+        ) + FORWARD_SPREAD_GAIN * spread
+        return tol, rounding_text + " (both sides exact up to rounding)"
 
     def precision(
         self,
@@ -327,6 +356,12 @@ class Tolerances:
             + PRECISION_ROUNDING_GAIN * (nat.eps / work.eps) * rounding_spread
         )
         return tol, derived_text
+
+
+# Headroom on the measured spread of the reverse-mode probe (`Tolerances.forward_mode`):
+# a single random sample of how far rounding-level changes move it, which may come out
+# small; measured ratios of the disagreement to it stay below 0.15.
+FORWARD_SPREAD_GAIN = 8.0
 
 
 # Headroom on the measured spreads of the float64 backward (`Tolerances.precision`). Not
