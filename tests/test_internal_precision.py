@@ -90,22 +90,36 @@ def test_float64_functions_are_not_demoted(fn, x):
     assert not any(NOTE in n for n in report.notes), report.notes
 
 
-class _BackwardInBfloat16(torch.autograd.Function):
-    """A float64 forward whose backward rounds to bfloat16: a precision bug, not a cast."""
+def _rounded_backward(scale, offset, rounding):
+    """`scale * sum(x*x) + offset` in float64, whose backward rounds to `rounding`: a
+    precision bug, not a cast. (Where the offset is so large that even float64 outputs
+    cannot resolve a step below float32's resolution, 1e8 here, the probe cannot tell
+    the two apart, and such a check is inconclusive rather than failed.)"""
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return (x * x).sum() * 1e6
+    class Loss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x * x).sum() * scale + offset
 
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return (g * 2e6 * x).bfloat16().to(x.dtype)
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return (g * 2 * scale * x).to(rounding).to(x.dtype)
+
+    return Loss.apply
 
 
-def test_a_backward_alone_rounding_to_bfloat16_is_not_taken_for_a_cast():
-    report = gk.gradcheck(_BackwardInBfloat16.apply, (_randn(20),), raise_exception=False)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(
+    "scale, offset, rounding",
+    [(1e6, 0.0, torch.bfloat16), (1.0, 1e6, torch.float16), (1.0, 1e6, torch.bfloat16)],
+)
+def test_a_backward_alone_rounding_to_half_precision_is_not_taken_for_a_cast(
+    scale, offset, rounding, dtype
+):
+    fn = _rounded_backward(scale, offset, rounding)
+    report = gk.gradcheck(fn, (_randn(20, dtype=dtype),), raise_exception=False)
     assert report.status == "failed"
     assert not any(NOTE in n for n in report.notes)
 

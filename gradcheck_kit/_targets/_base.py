@@ -156,33 +156,35 @@ class Target(ABC):
         Perturbing each nonzero input element by a relative 1e-4 moves a float32 value by
         ~1700 of its ulps, enough to measure the directional change; two steps (1e-4 and
         5e-5) give its slope `s`, and must agree with a smooth function there. A relative
-        1e-10 step is below float32's half ulp (3e-8), and its sign is chosen per element
-        so that the element's float32 rounding stays where it is: a function that computes
-        in float32 sees its input unchanged and returns y0 bit for bit (or, where it casts
-        a float64 intermediate, changes by whole float32 ulps), whereas a float64 function
-        changes by 1e-10 s, more than 1000 float64 ulps of y0 on the elements tested,
-        unless it cancels.
-        Sets `resolves_float64` (most such elements keep that change to 10%, or miss it),
+        step of `TINY_STEP` (2e-8) is below float32's half ulp (3e-8 to 6e-8), and its sign
+        is chosen per element so that the element's float32 rounding stays where it is
+        (one of the two directions always keeps it): a function that computes in float32
+        sees its input unchanged and returns y0 bit for bit (or, where it casts a float64
+        intermediate, changes by whole float32 ulps), whereas a float64 function changes
+        by `TINY_STEP` s, more than 32 float64 ulps of y0 on the elements tested, unless
+        it cancels. Sets `resolves_float64` (most such elements keep that change to 10%, or miss it),
         and demotes a promoted target whose outputs stay unchanged. Returns whether the
         outputs changed under the relative 1e-4 step.
         """
         if not any(np.any(d != 0) for d in v):
             return False
-        v = [_float32_stays(x, np.abs(d), 1e-10) for x, d in zip(self.base, v)]
-        y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(1e-10, v)
+        v = [_float32_stays(x, np.abs(d), TINY_STEP) for x, d in zip(self.base, v)]
+        y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(TINY_STEP, v)
         if not y0.shape == y1.shape == yh.shape == y2.shape:
             return True  # outputs that change shape: the check reports it
         d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
         with np.errstate(invalid="ignore", over="ignore"):
-            # The change at 1e-10 a linear function predicts, with the quadratic term of
+            # The change at TINY_STEP a linear function predicts, with the quadratic term of
             # the two larger steps eliminated.
-            expected = 1e-6 * (4.0 * dh - d1)
+            expected = TINY_STEP / 1e-4 * (4.0 * dh - d1)
             smooth = (
                 np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
                 & (np.abs(d1 - 2.0 * dh) <= 0.05 * np.abs(d1))
             )
-            resolved = smooth & (np.abs(expected) > 1e3 * np.spacing(np.abs(y0)))
-            kept = resolved & (np.abs(d2 - expected) <= 0.1 * np.abs(expected))
+            ulp = np.spacing(np.abs(y0))
+            resolved = smooth & (np.abs(expected) > 32.0 * ulp)
+            # Within 10%, and the two ulps by which y0 and y2 may each be rounded.
+            kept = resolved & (np.abs(d2 - expected) <= 0.1 * np.abs(expected) + 2.0 * ulp)
         missed = resolved & ~kept
         n_kept, n_missed = int(kept.sum()), int(missed.sum())
         if n_kept and n_kept >= n_missed:
@@ -198,7 +200,7 @@ class Target(ABC):
             # inputs, the engine looks for the float32 grid in the gradient
             # (`_preflight.gradient_grid`).
             self.demote("float32", (
-                "a relative 1e-10 change of its inputs leaves its outputs bit for bit "
+                f"a relative {TINY_STEP:g} change of its inputs leaves its outputs bit for bit "
                 "unchanged"
             ))
         return bool(np.any(d1 != 0))
@@ -362,6 +364,11 @@ class Target(ABC):
             torch.default_generator.manual_seed(RNG_SEED)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(RNG_SEED)
+
+
+# The relative step the set-up probe expects a float64 function to resolve and a float32
+# computation not to see: below float32's half ulp of every element (at least 2**-25).
+TINY_STEP = 2e-8
 
 
 def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
