@@ -17,7 +17,8 @@ half and pass. A report's power is the largest (weakest) over its finite-differe
 comparisons; a comparison whose gradient is zero (`sum(c) = 0`) has none.
 
 Rule: a check whose numeric side ran in a reduced precision (the function could not be
-promoted to float64: float32 tensors captured in a closure, fixed dtypes) and that is not
+promoted to float64: float32 tensors captured in a closure, fixed dtypes; or it returns
+float64 but computes in float32 inside) and that is not
 otherwise failing, in which a finite-difference comparison has a power worse than
 `WEAK_POWER` (an error of 1% in one element would pass), does not pass: those comparisons
 are inconclusive, with the ways to reach a float64 check. float32 finite differences over
