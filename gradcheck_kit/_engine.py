@@ -215,12 +215,15 @@ def run(target: Target, settings: Settings) -> Report:
     # -- reduced precision
     if t.promoted:
         native_grads = reverse_mode(t, point.cotangent_sets(), frozen, native=True)
-        # The float64 gradient one native ulp of the inputs away, random signs per element.
+        # The float64 gradient one native ulp of the inputs (and of the tensors the forward
+        # saves for the backward) away, random signs per element.
         moved = [
             np.where(f, x, x + tolerances.native.eps * np.abs(x) * rng.choice([-1.0, 1.0], x.shape))
             for f, x in zip(frozen, t.base)
         ]
-        shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)
+        shifted = reverse_mode(
+            t, point.cotangent_sets(), frozen, at=moved, saved_noise=tolerances.native.eps
+        )
         for j, yn in enumerate(t.native_outputs):
             for i in point.checked:
                 g = point.grads[j][i]

@@ -328,10 +328,12 @@ class Tolerances:
         scales with |f(x)| (a large loss value hides nothing) nor misses what the forward
         does not show:
 
-        - `input_spread`: how far the float64 gradient moves when every input element moves
-          by one native ulp (random signs). A native backward computes on intermediates of
-          the inputs' size rounded to native ulps (std's mean of 1000 + 0.1 x): their
-          rounding moves it as far, however little it moves the forward.
+        - `input_spread`: how far the float64 gradient moves when every input element, and
+          every tensor the forward saves for the backward (where the framework exposes
+          them: torch), moves by one native ulp (random signs). A native backward computes
+          on intermediates rounded to native ulps (std's mean of 1000 + 0.1 x, a saturated
+          tanh's output, batch norm's statistics): their rounding moves it as far, however
+          little it moves the forward.
         - `rounding_spread`: how far the float64 gradient moves when the cotangent is
           scaled by 3 (and the result by 1/3), which changes the rounding of every product
           in the backward: the float64 backward's own rounding, which the native one
@@ -343,7 +345,7 @@ class Tolerances:
             f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
             f"error in ulps = {amplification:.3g}) x |float64 gradient| + "
             f"{PRECISION_INPUT_GAIN:g} x the float64 gradient's change under a 1-ulp "
-            f"{nat.name} change of the inputs + {PRECISION_ROUNDING_GAIN:g} x "
+            f"{nat.name} change of the inputs and saved tensors + {PRECISION_ROUNDING_GAIN:g} x "
             f"({nat.name} eps / {work.name} eps) x its change under a rescaled cotangent"
         )
         if self.user.given:

@@ -86,3 +86,25 @@ def test_a_bfloat16_backward_in_both_dtypes_fails():
 
     report = gk.gradcheck(Loss.apply, (_x(20, seed=2),), raise_exception=False)
     assert report.status == "failed"
+
+
+SAVED_INTERMEDIATES = {
+    # The backward reads rounded forward values: the saturated output (1 - t*t cancels),
+    # and batch norm's statistics of rows 5 +- 0.1 (the squared sum is almost constant).
+    "tanh-saturated": (torch.tanh, lambda seed: _x(6, seed=seed, offset=8.0, scale=0.5)),
+    "sigmoid-saturated": (torch.sigmoid, lambda seed: _x(6, seed=seed, offset=15.0, scale=2.0)),
+    "batch-norm-squared-sum": (
+        lambda x: torch.nn.functional.batch_norm(x, None, None, training=True).pow(2).sum(),
+        lambda seed: _x(64, seed=seed, offset=5.0, scale=0.1).detach().reshape(16, 4)
+        .requires_grad_(),
+    ),
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", sorted(SAVED_INTERMEDIATES))
+def test_a_backward_reading_rounded_forward_values_passes_in_float32(name, seed):
+    fn, inputs = SAVED_INTERMEDIATES[name]
+    report = gk.gradcheck(fn, (inputs(seed),), seed=seed, raise_exception=False)
+    precision = _precision(report)
+    assert precision and all(c.passed for c in precision), report

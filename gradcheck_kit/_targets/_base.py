@@ -95,9 +95,11 @@ class Target(ABC):
         cotangent_sets: Sequence[Sequence[np.ndarray | None]],
         native: bool,
         at: Sequence[np.ndarray] | None = None,
+        saved_noise: float = 0.0,
     ) -> list[list[np.ndarray]]:
         """Reverse-mode products at `at` (default: the base point), one forward pass for all
-        sets."""
+        sets; with `saved_noise`, the tensors the forward saves for the backward are moved
+        by that relative amount (random signs) where the framework allows it."""
 
     def _jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -294,9 +296,10 @@ class Target(ABC):
         *,
         native: bool = False,
         at: Sequence[np.ndarray] | None = None,
+        saved_noise: float = 0.0,
     ) -> list[list[np.ndarray]]:
         """`J^T u` for each set `u` of output cotangents (None: zero for that output), at
-        the inputs `at` (default: the base point)."""
+        the inputs `at` (default: the base point); `saved_noise` as in `_vjps`."""
         self.backward_evals += len(cotangent_sets)
         self._seed_generators()
         if self.hand_written_grad is not None:
@@ -307,7 +310,7 @@ class Target(ABC):
                 for u in cotangent_sets
             ]
         with _user_code("the backward pass"):
-            return self._vjps(cotangent_sets, native, at)
+            return self._vjps(cotangent_sets, native, at, saved_noise)
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""
