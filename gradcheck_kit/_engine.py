@@ -45,6 +45,7 @@ from ._probes import (
     BasePoint,
     draw_cotangents,
     draw_directions,
+    input_scale,
     output_layout,
     on_output,
     output_scales,
@@ -216,9 +217,12 @@ def run(target: Target, settings: Settings) -> Report:
     if t.promoted:
         native_grads = reverse_mode(t, point.cotangent_sets(), frozen, native=True)
         # The float64 gradient one native ulp of the inputs (and of the tensors the forward
-        # saves for the backward) away, random signs per element.
+        # saves for the backward) away, random signs per element. Elements far below their
+        # input's scale (a parameter at exactly 0) move by an ulp of that scale: the
+        # intermediates they enter are rounded at it.
         moved = [
-            np.where(f, x, x + tolerances.native.eps * np.abs(x) * rng.choice([-1.0, 1.0], x.shape))
+            np.where(f, x, x + tolerances.native.eps * np.maximum(np.abs(x), input_scale(x))
+                     * rng.choice([-1.0, 1.0], x.shape))
             for f, x in zip(frozen, t.base)
         ]
         shifted = reverse_mode(

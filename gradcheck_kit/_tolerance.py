@@ -328,9 +328,10 @@ class Tolerances:
         scales with |f(x)| (a large loss value hides nothing) nor misses what the forward
         does not show:
 
-        - `input_spread`: how far the float64 gradient moves when every input element, and
-          every tensor the forward saves for the backward (where the framework exposes
-          them: torch), moves by one native ulp (random signs). A native backward computes
+        - `input_spread`: how far the float64 gradient moves when every input element (by
+          at least an ulp of its input's scale), and every tensor the forward saves for the
+          backward (where the framework exposes them: torch), moves by one native ulp
+          (random signs). A native backward computes
           on intermediates rounded to native ulps (std's mean of 1000 + 0.1 x, a saturated
           tanh's output, batch norm's statistics): their rounding moves it as far, however
           little it moves the forward.

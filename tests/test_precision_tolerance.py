@@ -108,3 +108,27 @@ def test_a_backward_reading_rounded_forward_values_passes_in_float32(name, seed)
     report = gk.gradcheck(fn, (inputs(seed),), seed=seed, raise_exception=False)
     precision = _precision(report)
     assert precision and all(c.passed for c in precision), report
+
+
+def test_a_gradient_cancelling_at_a_zero_parameter_passes_in_float32():
+    # The Legendre fit y ~ b P3(c + d x) of sin over x symmetric about 0, at c = 0: dL/dc
+    # is 0 by symmetry, and its float32 value is the rounding of 2000 terms of size 1.
+    np = pytest.importorskip("numpy")
+    x = np.linspace(-np.pi, np.pi, 2000)
+    y = np.sin(x)
+
+    def residual(b, c, d):
+        t = c + d * x.astype(c.dtype)
+        return b * (5 * t**3 - 3 * t) / 2 - y.astype(c.dtype), t
+
+    def loss(b, c, d):
+        r, _ = residual(b, c, d)
+        return (r * r).sum()
+
+    def grad(b, c, d):
+        r, t = residual(b, c, d)
+        dp = b * 1.5 * (5 * t**2 - 1)
+        return (2 * r * (5 * t**3 - 3 * t) / 2).sum(), (2 * r * dp).sum(), (2 * r * dp * x).sum()
+
+    params = tuple(np.full((), v, np.float32) for v in (-1.0, 0.0, 0.3))
+    assert gk.gradcheck(loss, params, grad=grad).passed
