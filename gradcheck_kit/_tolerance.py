@@ -84,6 +84,11 @@ class ToleranceModel:
     rounding_factor: float = 64.0
     precision_factor: float = 256.0
 
+    @property
+    def subnormal(self) -> float:
+        """The spacing of this dtype's numbers near zero (its smallest subnormal number)."""
+        return _SUBNORMAL[self.name]
+
     @classmethod
     def for_dtype(cls, dtype: Any) -> ToleranceModel:
         """The model for `dtype`: a name, a numpy dtype, or a torch or jax dtype."""
@@ -138,6 +143,10 @@ class ToleranceModel:
             size=int(r.size),
         )
 
+
+_SUBNORMAL = {
+    "float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133,
+}
 
 _TABLE: dict[str, ToleranceModel] = {
     "float64": ToleranceModel("float64", 2.0**-53),
@@ -318,6 +327,7 @@ class Tolerances:
         *,
         input_spread: float = 0.0,
         rounding_spread: float = 0.0,
+        size: int = 1,
     ) -> tuple[float, str]:
         """The native-dtype backward against the float64 one, normwise.
 
@@ -340,6 +350,11 @@ class Tolerances:
           in the backward: the float64 backward's own rounding, which the native one
           repeats `native eps / float64 eps` times larger (cancellation in a saturated
           softmax's backward).
+
+        Last, `precision_factor` native subnormal spacings per element (`sqrt(size)` of
+        them): the native dtype has no finer resolution near zero, and a float64 gradient
+        of 1e-51 (exp(-117) terms) is 0 in float32. It is the dtype's range, not a
+        tolerance: far below any gradient float32 represents to a relative accuracy.
         """
         nat, work = self.native, self.work
         derived_text = (
@@ -347,7 +362,8 @@ class Tolerances:
             f"error in ulps = {amplification:.3g}) x |float64 gradient| + "
             f"{PRECISION_INPUT_GAIN:g} x the float64 gradient's change under a 1-ulp "
             f"{nat.name} change of the inputs and saved tensors + {PRECISION_ROUNDING_GAIN:g} x "
-            f"({nat.name} eps / {work.name} eps) x its change under a rescaled cotangent"
+            f"({nat.name} eps / {work.name} eps) x its change under a rescaled cotangent + "
+            f"{nat.precision_factor:g} {nat.name} subnormal spacings x sqrt(size)"
         )
         if self.user.given:
             return self.user.bound(reference_norm), self.user.source(
@@ -357,6 +373,7 @@ class Tolerances:
             nat.precision_factor * nat.eps * max(1.0, amplification) * norm
             + PRECISION_INPUT_GAIN * input_spread
             + PRECISION_ROUNDING_GAIN * (nat.eps / work.eps) * rounding_spread
+            + nat.precision_factor * nat.subnormal * math.sqrt(max(size, 1))
         )
         return tol, derived_text
 

@@ -84,3 +84,16 @@ def test_a_large_output_value_does_not_widen_the_tolerance():
     assert not compare_precision(
         offset, 0, 0, rounded, offset.y0[0], tolerances=TOL, native_dtype="float32"
     ).passed
+
+
+def test_a_float64_gradient_below_float32_range_matches_a_float32_zero():
+    import dataclasses
+
+    point = linear_point(A, X, U, V)
+    tiny = dataclasses.replace(point, grads=((np.full(20, 1e-51),),))
+    assert compare_precision(tiny, 0, 0, np.zeros(20), point.y0[0], tolerances=TOL,
+                             native_dtype="float32").passed
+    # A representable float32 gradient of 1e-30 against 0 is an error like any other.
+    small = dataclasses.replace(point, grads=((np.full(20, 1e-30),),))
+    assert not compare_precision(small, 0, 0, np.zeros(20), point.y0[0], tolerances=TOL,
+                                 native_dtype="float32").passed

@@ -52,6 +52,7 @@ def compare_precision(
     tol, source = tolerances.precision(
         amplification, reference_norm, reference_norm,
         input_spread=_norm(input_spread), rounding_spread=_norm(rounding_spread),
+        size=int(gw.size),
     )
     if not np.isfinite(error):
         error = float("inf")
