@@ -527,7 +527,20 @@ def _jax_cases() -> list[Case]:
         f = lambda x: x.sum(1)
         return _jax_custom(f, lambda g, x: (np_.broadcast_to(g[None, :], x.shape),)), f
 
+    def tanh_float32_inside() -> tuple[Callable, Callable]:
+        np_ = jnp()
+        return (lambda x: np_.tanh(x.astype(np_.float32)).astype(x.dtype)), np_.tanh
+
+    def tanh_float32_inside_wrong() -> tuple[Callable, Callable]:
+        np_ = jnp()
+        f = _jax_custom(np_.tanh, lambda g, x: (1.1 * g * (1 - np_.tanh(x) ** 2),))
+        return (lambda x: f(x.astype(np_.float32)).astype(x.dtype)), np_.tanh
+
     return [
+        _jax_case("jax_tanh_float32_inside_correct", "control", False, tanh_float32_inside, vec(209, 7),
+                  "tanh(x.astype(float32)).astype(x.dtype), correct"),
+        _jax_case("jax_tanh_float32_inside_x1.1", "float32 inside", True, tanh_float32_inside_wrong,
+                  vec(209, 7), "custom_vjp tanh computed in float32 inside, backward 10% too large"),
         _jax_case("jax_sin_wrong_sign", "sign/factor/transpose", True, sin_wrong, vec(200, 5),
                   "custom_vjp sin with backward -cos"),
         _jax_case("jax_sin_correct", "control", False, sin_right, vec(200, 5), "custom_vjp sin, correct"),
@@ -955,6 +968,130 @@ def _torch_finite_difference_edges() -> list[Case]:
     ]
 
 
+def _torch_float32_inside() -> list[Case]:
+    """Issue 10 item 3: functions that return float64 for float64 inputs but compute in
+    float32 inside (an upcast-and-cast-back written for half-precision models)."""
+    cat = "float32 inside"
+
+    def softmax_f32(q: Tensor) -> Tensor:
+        return torch.softmax(q, -1, dtype=torch.float32).to(q.dtype).pow(2).sum()
+
+    def softmax_ref(q: Tensor) -> Tensor:
+        return torch.softmax(q, -1).pow(2).sum()
+
+    def rmsnorm(cast: bool) -> Callable[[Tensor], Tensor]:
+        def f(x: Tensor) -> Tensor:
+            h = x.float() if cast else x
+            return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype)
+
+        return f
+
+    def tanh_grad(g: Tensor, x: Tensor) -> Tensor:
+        return g * (1 - torch.tanh(x) ** 2) * 1.1
+
+    tanh_off = custom_function("tanh_off_inside", torch.tanh, tanh_grad)
+
+    def rms_missing_term(g: Tensor, x: Tensor) -> Tensor:
+        return g * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    rms_plain = lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    rms_wrong = custom_function("rmsnorm_missing_term", rms_plain, rms_missing_term)
+    rows = lambda dtype: (_tensor(_normal(80, (4, 6)), dtype),)
+    return [
+        _torch_case("softmax_dtype_float32_inside_correct", "control", False, softmax_f32, softmax_ref,
+                    rows, description="softmax(q, dtype=float32).to(q.dtype).pow(2).sum(), correct"),
+        _torch_case("rmsnorm_float32_inside_correct", "control", False, rmsnorm(True), rmsnorm(False),
+                    rows, description="LLaMA RMSNorm: x.float(), normalised, cast back; correct"),
+        _torch_case("tanh_float32_inside_x1.1", cat, True,
+                    lambda x: tanh_off(x.float()).to(x.dtype), torch.tanh, rows,
+                    description="tanh computed in float32 inside, backward 10% too large"),
+        _torch_case("rmsnorm_float32_inside_missing_term", cat, True,
+                    lambda x: rms_wrong(x.float()).to(x.dtype), rms_plain, rows,
+                    description="RMSNorm in float32 inside whose backward drops the mean term"),
+    ]
+
+
+def _torch_conditioned_forward_mode() -> list[Case]:
+    """Issue 10 item 2: ill-conditioned derivatives, where forward and reverse mode differ
+    by more than 64 ulps although both are right; and jvp/backward bugs the dot-product
+    rule must tell apart."""
+    cat = "forward mode"
+
+    def conditioned(dtype: str) -> tuple[Tensor, ...]:
+        rng = np.random.default_rng(81)
+        q1, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+        q2, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+        return (_tensor(q1 @ np.diag(np.logspace(0, -4, 6)) @ q2.T, dtype),)
+
+    layer_norm = lambda x: torch.nn.functional.layer_norm(x, (16,)).pow(3).sum()
+    lcse = lambda x: torch.logcumsumexp(x, 0)
+
+    def sin_with_jvp(name: str, backward_factor: float, jvp_factor: float) -> Callable[[Tensor], Tensor]:
+        def fwd(ctx: Any, x: Tensor) -> Tensor:
+            ctx.save_for_backward(x)
+            ctx.x = x
+            return torch.sin(x)
+
+        def bwd(ctx: Any, g: Tensor) -> Tensor:
+            (x,) = ctx.saved_tensors
+            return g * torch.cos(x) * backward_factor
+
+        def jvp(ctx: Any, t: Tensor) -> Tensor:
+            return t * torch.cos(ctx.x) * jvp_factor
+
+        members = {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "jvp": staticmethod(jvp)}
+        return type(name, (torch.autograd.Function,), members).apply
+
+    return [
+        _torch_case("pinv_condition_1e4_correct", "control", False, torch.linalg.pinv, torch.linalg.pinv,
+                    conditioned, description="linalg.pinv of a 6x6 matrix of condition 1e4"),
+        _torch_case("layer_norm_offset_rows_correct", "control", False, layer_norm, layer_norm,
+                    lambda dtype: (_tensor(_normal(82, (4, 16), scale=0.01, shift=50.0), dtype),),
+                    description="layer_norm of rows 50 +- 0.01, cubed and summed"),
+        _torch_case("logcumsumexp_correct", "control", False, lcse, lcse, _vec(83, 40, scale=3.0),
+                    description="logcumsumexp (torch's jvp rule is accurate to 1e-8 only)"),
+        _torch_case("sin_wrong_jvp_right_backward", "control", False,
+                    sin_with_jvp("sin_bad_jvp", 1.0, 1.001), torch.sin, _vec(84, 7),
+                    description="sin whose jvp is 0.1% off and whose backward is right"),
+        _torch_case("sin_wrong_backward_right_jvp", cat, True,
+                    sin_with_jvp("sin_bad_bwd", 1.001, 1.0), torch.sin, _vec(84, 7),
+                    description="sin whose backward is 0.1% off and whose jvp is right"),
+    ]
+
+
+def _torch_precision_comparison() -> list[Case]:
+    """Issue 10 items 8 and 14: the float32 backward against the float64 one must scale
+    with the backward's own rounding, neither with the loss value nor with the forward's."""
+    cat = "reduced-precision backward"
+
+    def square_loss(name: str, scale: float, offset: float, rounding: torch.dtype | None):
+        def forward(x: Tensor) -> Tensor:
+            return (x * x).sum() * scale + offset
+
+        def backward(g: Tensor, x: Tensor) -> Tensor:
+            grad = g * 2 * scale * x
+            return grad if rounding is None else grad.to(rounding).to(x.dtype)
+
+        return custom_function(name, forward, backward), forward
+
+    cases = [
+        _torch_case("std_of_offset_data_correct", "control", False, torch.std, torch.std,
+                    _vec(85, 50, scale=0.1, shift=1000.0), description="std of 1000 + 0.1 x"),
+        _torch_case("var_of_offset_data_correct", "control", False, torch.var, torch.var,
+                    _vec(86, 50, scale=0.1, shift=1000.0), description="var of 1000 + 0.1 x"),
+    ]
+    for name, scale, offset, rounding, buggy in [
+        ("large_loss_backward_in_bfloat16", 1e6, 0.0, torch.bfloat16, True),
+        ("large_loss_offset_backward_in_float16", 1.0, 1e8, torch.float16, True),
+        ("large_loss_correct", 1e6, 1e8, None, False),
+    ]:
+        fn, ref = square_loss(name, scale, offset, rounding)
+        cases.append(_torch_case(name, cat if buggy else "control", buggy, fn, ref, _vec(87, 20),
+                                 description=f"{scale:g} sum(x^2) + {offset:g}, backward "
+                                             + (f"rounded to {rounding}" if buggy else "correct")))
+    return cases
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -981,6 +1118,9 @@ def zoo_cases() -> list[Case]:
         + _torch_dynamic_range()
         + _torch_float32_modules()
         + _torch_finite_difference_edges()
+        + _torch_float32_inside()
+        + _torch_conditioned_forward_mode()
+        + _torch_precision_comparison()
         + _jax_cases()
         + _numpy_cases()
     )

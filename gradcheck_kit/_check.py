@@ -77,8 +77,9 @@ def gradcheck(
     - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
       for compatibility; `eps` sets the initial finite-difference step (absolute, in input
       units), `nondet_tol` the allowed difference between two identical backward passes,
-      and `check_forward_ad=True` fails a check whose forward-mode rule alone is wrong
-      (otherwise that is a note: the backward is what is checked).
+      and `check_forward_ad=True` fails a check on any disagreement between forward and
+      reverse mode (otherwise finite differences decide: a disagreement fails only where
+      they side with forward mode, since the backward is what is checked).
 
     **Returns:** a `Report`, truthy if and only if every comparison passed.
 

@@ -35,6 +35,7 @@ from ._comparisons import (
     compare_precision,
     finite_difference_check,
     forward_rule_disagreement,
+    subgradient_disagreement,
 )
 from ._finite_differences import Derivative
 from ._localisation import Localisation, localise
@@ -44,6 +45,7 @@ from ._probes import (
     BasePoint,
     draw_cotangents,
     draw_directions,
+    input_scale,
     output_layout,
     on_output,
     output_scales,
@@ -72,7 +74,7 @@ def run(target: Target, settings: Settings) -> Report:
     t, s = target, settings
     rng = np.random.default_rng(s.seed)
     tolerances = Tolerances(
-        work=ToleranceModel.for_dtype("float64" if t.promoted else t.native_dtype),
+        work=ToleranceModel.for_dtype(t.work_dtype),
         native=ToleranceModel.for_dtype(t.native_dtype),
         user=UserTolerance(s.atol, s.rtol),
     )
@@ -135,14 +137,31 @@ def run(target: Target, settings: Settings) -> Report:
         checked=tuple(i for i, x in enumerate(t.base) if x.size > 0),
     )
     sets = point.cotangent_sets()
-    # The last set repeats the first: two identical backward passes must agree. The raw
-    # gradients keep their frozen elements, which are checked on their own below.
-    raw = reverse_mode(t, sets + sets[:1], [np.zeros(f.shape, dtype=bool) for f in frozen])
+    n_sets = len(sets)
+    # After the sets: the first again (two identical backward passes must agree) and, for
+    # the reduced-precision comparison, each set scaled by 3 (the backward's own rounding,
+    # `Tolerances.precision`). The raw gradients keep their frozen elements, which are
+    # checked on their own below.
+    scaled = [[None if c is None else 3.0 * c for c in cs] for cs in sets] if t.promoted else []
+    raw = reverse_mode(
+        t, sets + sets[:1] + scaled, [np.zeros(f.shape, dtype=bool) for f in frozen]
+    )
     grads = [without_frozen(g, frozen) for g in raw]
-    point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:-1]))
-    comparisons += _frozen_comparisons(point, raw[:-1], eps=tolerances.work.eps)
+    point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:n_sets]))
+    # A forward the set-up probe saw resolve float64 steps computes in float64, whatever
+    # its backward rounds to (a backward that rounds to bfloat16 is a bug to find).
+    if t.work_dtype == "float64" and t.hand_written_grad is None and not t.resolves_float64:
+        grid = _preflight.gradient_grid(point.grads)
+        if grid is not None:
+            # Computed in a lower precision inside: the check starts again in that one.
+            t.demote(grid, (
+                f"every element of its float64 gradient is exactly a {grid} number, as the "
+                f"backward of a cast to {grid} returns"
+            ))
+            return run(target, settings)
+    comparisons += _frozen_comparisons(point, raw[:n_sets], eps=tolerances.work.eps)
     determinism = compare_determinism(
-        grads[0], grads[-1], input_names=t.input_names, output_name=t.output_names[0],
+        grads[0], grads[n_sets], input_names=t.input_names, output_name=t.output_names[0],
         nondet_tol=s.nondet_tol,
     )
     if not determinism.passed:  # a passing one compares an oracle with itself: not listed
@@ -180,8 +199,10 @@ def run(target: Target, settings: Settings) -> Report:
 
     comparisons += _equalised(t, point, ds, frozen, tolerances=tolerances, check=check)
 
-    # -- forward mode
+    # -- forward mode: where it disagrees with reverse mode beyond rounding, finite
+    # differences decide whether the backward is wrong (`forward_rule_disagreement`)
     if t.hand_written_grad is None:
+        spread: list[list[np.ndarray]] | None = None
         for i in point.checked:
             out_t = forward_mode(t, point, i)
             if out_t is None:
@@ -189,21 +210,51 @@ def run(target: Target, settings: Settings) -> Report:
                 break
             for j in range(len(point.u)):
                 c = compare_forward_mode(point, i, j, out_t, tolerances=tolerances)
-                if not s.check_forward_ad:
-                    note = forward_rule_disagreement(c, comparisons[fd[i, j]])
-                    if note is not None:
-                        notes.append(note)
+                if not c.passed and not tolerances.user.given:
+                    # Ill-conditioned derivatives: measured once, only where needed.
+                    if spread is None:
+                        spread = _reverse_spread(t, point, frozen, rng, eps=tolerances.work.eps)
+                    c = compare_forward_mode(
+                        point, i, j, out_t, tolerances=tolerances, spread=spread[j][i]
+                    )
+                kink = _kink_interval(point, i, j, ds[i])
+                a, b = point.parts[j]
+                fd_error = float(np.dot(np.abs(point.u[j].ravel()), ds[i].error[a:b]))
+                fdc = comparisons[fd[i, j]]
+                note = subgradient_disagreement(c, fdc, kink)
+                if note is not None:  # neither mode is wrong
+                    notes.append(note)
+                    continue
+                note = forward_rule_disagreement(c, fdc, fd_error=fd_error, kink=kink)
+                if note is not None:
+                    notes.append(note)
+                    if not s.check_forward_ad:
                         continue
                 comparisons.append(c)
 
     # -- reduced precision
     if t.promoted:
         native_grads = reverse_mode(t, point.cotangent_sets(), frozen, native=True)
+        # The float64 gradient one native ulp of the inputs (and of the tensors the forward
+        # saves for the backward) away, random signs per element. Elements far below their
+        # input's scale (a parameter at exactly 0) move by an ulp of that scale: the
+        # intermediates they enter are rounded at it.
+        moved = [
+            np.where(f, x, x + tolerances.native.eps * np.maximum(np.abs(x), input_scale(x))
+                     * rng.choice([-1.0, 1.0], x.shape))
+            for f, x in zip(frozen, t.base)
+        ]
+        shifted = reverse_mode(
+            t, point.cotangent_sets(), frozen, at=moved, saved_noise=tolerances.native.eps
+        )
         for j, yn in enumerate(t.native_outputs):
             for i in point.checked:
+                g = point.grads[j][i]
                 comparisons.append(compare_precision(
                     point, i, j, native_grads[j][i], yn, tolerances=tolerances,
                     native_dtype=t.native_dtype,
+                    input_spread=shifted[j][i] - g,
+                    rounding_spread=grads[n_sets + 1 + j][i] / 3.0 - g,
                 ))
 
     # -- localisation
@@ -218,11 +269,12 @@ def run(target: Target, settings: Settings) -> Report:
             if found is not None:
                 comparisons[k] = _localised(comparisons[k], found, full=full)
 
-    # -- power: a reduced-precision check too weak to catch a 1% error in one element is
-    # inconclusive, not passed
+    # -- power: a check whose numeric side ran below float64 (reduced-precision inputs that
+    # could not be promoted, or a function computing in float32 inside) and that is too
+    # weak to catch a 1% error in one element is inconclusive, not passed
     power = apply_power(
         point, comparisons, fd, failing=any(c.status == "failed" for c in comparisons),
-        enforce=not t.promoted and t.native_dtype != "float64",
+        enforce=t.work_dtype != "float64",
     )
 
     # A constant function has a right zero gradient; one whose outputs are differentiable
@@ -376,6 +428,35 @@ def _split_kinks(
                 )
             ),
         )
+
+
+def _reverse_spread(
+    t: Target, point: BasePoint, frozen: list[np.ndarray], rng: np.random.Generator, *, eps: float
+) -> list[list[np.ndarray]]:
+    """How far each `J_j^T u_j` moves when every finite input element moves by one ulp.
+
+    Both AD modes differentiate at the forward's rounded intermediates; where the
+    derivative is ill-conditioned the rounding of those moves it, and the two modes,
+    taking different paths through them, differ by as much. One backward pass per output.
+    """
+    moved = [
+        np.where(f, x, x + 2.0 * eps * np.abs(x) * rng.choice([-1.0, 1.0], x.shape))
+        for f, x in zip(frozen, point.base)
+    ]
+    shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)
+    return [[s - g for s, g in zip(row, grads)] for row, grads in zip(shifted, point.grads)]
+
+
+def _kink_interval(point: BasePoint, i: int, j: int, d: Derivative) -> tuple[float, float] | None:
+    """The interval of the one-sided derivatives of probe (i, j), where it has a kink."""
+    a, b = point.parts[j]
+    kink = d.kink[a:b]
+    if not kink.any():
+        return None
+    u = point.u[j].ravel()
+    lo = float(np.sum(np.minimum(u * d.lower[a:b], u * d.upper[a:b])))
+    hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
+    return lo, hi
 
 
 def _halves(idx: np.ndarray) -> list[np.ndarray]:

@@ -131,9 +131,14 @@ def reverse_mode(
     frozen: Sequence[np.ndarray],
     *,
     native: bool = False,
+    at: Sequence[np.ndarray] | None = None,
+    saved_noise: float = 0.0,
 ) -> list[list[np.ndarray]]:
-    """`J^T u` for each cotangent set, zero at the frozen input elements."""
-    return [without_frozen(g, frozen) for g in target.vjps(cotangent_sets, native=native)]
+    """`J^T u` for each cotangent set at `at` (default: the base point), zero at the
+    frozen input elements; `saved_noise` moves what the backward reads from the forward
+    (`Target.vjps`)."""
+    grads = target.vjps(cotangent_sets, native=native, at=at, saved_noise=saved_noise)
+    return [without_frozen(g, frozen) for g in grads]
 
 
 def forward_mode(target: Target, point: BasePoint, i: int) -> list[np.ndarray] | None:

@@ -19,9 +19,9 @@ within the comparison's tolerance of zero, has none.
 
 Rule: a check whose numeric side ran in a reduced precision (the function could not be
 promoted to float64: float32 tensors captured in a closure and not listed in `promote=`,
-fixed dtypes, casts) and that is not otherwise failing, in which a finite-difference
-comparison has a power worse than `WEAK_POWER` (an error of 1% in one element would
-pass), does not pass: those comparisons
+fixed dtypes; or it returns float64 but computes in float32 inside) and that is not
+otherwise failing, in which a finite-difference comparison has a power worse than
+`WEAK_POWER` (an error of 1% in one element would pass), does not pass: those comparisons
 are inconclusive, with the ways to reach a float64 check. float32 finite differences over
 many elements are too coarse to resolve one element. A float64 check is as strong as
 finite differences get, and every remedy leads to one: its power is reported, and a weak

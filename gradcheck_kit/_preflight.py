@@ -1,8 +1,9 @@
 """Preflight: whether a target can be checked at its inputs at all.
 
 Inputs and outputs must be finite (infinite input elements are held fixed where the
-outputs stay finite), and the forward must repeat itself, if need be with the global
-random generators reseeded before each evaluation.
+outputs stay finite), the forward must repeat itself, if need be with the global
+random generators reseeded before each evaluation, and a function evaluated in float64
+must compute in float64 (`gradient_grid`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import numpy as np
 
 from ._targets import CheckInputError, Target
 
-__all__ = ["base_outputs", "frozen_masks", "check_outputs_finite", "reject_infinite_inputs"]
+__all__ = [
+    "base_outputs", "frozen_masks", "check_outputs_finite", "gradient_grid",
+    "reject_infinite_inputs",
+]
 
 
 def frozen_masks(names: Sequence[str], base: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -92,3 +96,23 @@ def _same(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
     return len(a) == len(b) and all(
         x.shape == y.shape and np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b)
     )
+
+
+def gradient_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
+    """"float32" when every nonzero float64 reverse-mode gradient element is a float32 number.
+
+    The cotangents have random float64 mantissas, so the gradient of a function computed
+    in float64 lies on no coarser grid (each element has a chance of about 2**-29 of
+    being a float32 number). A function that casts its float64 inputs to float32 inside
+    returns, through the cast's backward, float32 numbers converted to float64: every
+    element is exactly a float32. (Coarser grids are not told apart: float32 results of a
+    cancellation have few significant bits and would look like bfloat16.) None when some
+    nonzero element is not a float32 number, or when no element is nonzero.
+    """
+    values = [np.asarray(g, dtype=np.float64).ravel() for gs in grads for g in gs]
+    values = [g[np.isfinite(g) & (g != 0)] for g in values]
+    flat = np.concatenate(values) if values else np.zeros(0)
+    if not flat.size:
+        return None
+    with np.errstate(all="ignore"):
+        return "float32" if bool(np.all(flat.astype(np.float32) == flat)) else None

@@ -87,6 +87,11 @@ class ToleranceModel:
     rounding_factor: float = 64.0
     precision_factor: float = 256.0
 
+    @property
+    def subnormal(self) -> float:
+        """The spacing of this dtype's numbers near zero (its smallest subnormal number)."""
+        return _SUBNORMAL[self.name]
+
     @classmethod
     def for_dtype(cls, dtype: Any) -> ToleranceModel:
         """The model for `dtype`: a name, a numpy dtype, or a torch or jax dtype."""
@@ -141,6 +146,10 @@ class ToleranceModel:
             size=int(r.size),
         )
 
+
+_SUBNORMAL = {
+    "float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133,
+}
 
 _TABLE: dict[str, ToleranceModel] = {
     "float64": ToleranceModel("float64", 2.0**-53),
@@ -261,37 +270,118 @@ class Tolerances:
             return 0.0
         return FLOAT64_RELATIVE_FLOOR * terms
 
-    def forward_mode(self, magnitude: float, forward: float, size: int) -> tuple[float, str]:
-        """Reverse against forward mode: both exact up to rounding."""
+    def forward_mode(
+        self,
+        reverse_terms: float,
+        forward_terms: float,
+        forward: float,
+        *,
+        sizes: tuple[int, int],
+        spread: float = 0.0,
+    ) -> tuple[float, str]:
+        """Reverse against forward mode: both exact up to rounding, each of its own terms.
+
+        `<J^T u, v>` sums `n_in` terms of total magnitude `reverse_terms = sum |J^T u| |v|`,
+        `<u, J v>` sums `n_out` terms of total `forward_terms = sum |u| |J v|` (plus the
+        output-sized intermediates `|u| (|f| + 1)`, see `output_scales`); each term carries
+        the rounding of its chain (`rounding_factor` ulps) and the sums grow like the square
+        root of their lengths, `sizes = (n_in, n_out)`. Where the derivative is
+        ill-conditioned (pinv near singularity, layer norm of rows with a large offset),
+        both modes are only as accurate as the forward's intermediates: `spread` is how far
+        the reverse-mode probe moves when every input moves by one ulp (random signs),
+        measured where the rounding terms alone do not cover the disagreement, with
+        `FORWARD_SPREAD_GAIN` of headroom.
+        """
         w = self.work
+        n_in, n_out = (max(n, 1) for n in sizes)
         rounding_text = (
-            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
-            f"|u| (|f(x)| + 1))"
+            f"{w.rounding_factor:g} ulps of {w.name} x (sqrt(n_in) |J^T u| |v| + sqrt(n_out) "
+            f"(|u| |J v| + |u| (|f(x)| + 1)))"
         )
+        if spread > 0:
+            rounding_text += (
+                f" + {FORWARD_SPREAD_GAIN:g} x the reverse probe's change under a 1-ulp change "
+                f"of the inputs"
+            )
         if self.user.given:
             return self.user.bound(forward), self.user.source("forward mode", rounding_text)
-        return self.rounding(magnitude, size), rounding_text + " (both sides exact up to rounding)"
+        tol = w.rounding_factor * w.eps * (
+            math.sqrt(n_in) * reverse_terms + math.sqrt(n_out) * forward_terms
+        ) + FORWARD_SPREAD_GAIN * spread
+        return tol, rounding_text + " (both sides exact up to rounding)"
 
     def precision(
-        self, amplification: float, norm: float, reference_norm: float
+        self,
+        amplification: float,
+        norm: float,
+        reference_norm: float,
+        *,
+        input_spread: float = 0.0,
+        rounding_spread: float = 0.0,
+        size: int = 1,
     ) -> tuple[float, str]:
         """The native-dtype backward against the float64 one, normwise.
 
         `amplification` is how many native ulps the forward itself loses (a backward through
-        the same operations loses about as much); `norm` the size the gradient's rounding
-        scales with, `reference_norm` the float64 gradient's norm.
+        the same operations loses about as much); `norm` the float64 gradient's norm (its
+        rounding scales with it), `reference_norm` the same norm as the user's rtol sees it.
+        The backward's own rounding is measured on the float64 backward, so that it neither
+        scales with |f(x)| (a large loss value hides nothing) nor misses what the forward
+        does not show:
+
+        - `input_spread`: how far the float64 gradient moves when every input element (by
+          at least an ulp of its input's scale), and every tensor the forward saves for the
+          backward (where the framework exposes them: torch), moves by one native ulp
+          (random signs). A native backward computes
+          on intermediates rounded to native ulps (std's mean of 1000 + 0.1 x, a saturated
+          tanh's output, batch norm's statistics): their rounding moves it as far, however
+          little it moves the forward.
+        - `rounding_spread`: how far the float64 gradient moves when the cotangent is
+          scaled by 3 (and the result by 1/3), which changes the rounding of every product
+          in the backward: the float64 backward's own rounding, which the native one
+          repeats `native eps / float64 eps` times larger (cancellation in a saturated
+          softmax's backward).
+
+        Last, `precision_factor` native subnormal spacings per element (`sqrt(size)` of
+        them): the native dtype has no finer resolution near zero, and a float64 gradient
+        of 1e-51 (exp(-117) terms) is 0 in float32. It is the dtype's range, not a
+        tolerance: far below any gradient float32 represents to a relative accuracy.
         """
-        nat = self.native
+        nat, work = self.native, self.work
         derived_text = (
             f"{nat.precision_factor:g} ulps of {nat.name} x max(1, forward's own "
-            f"error in ulps = {amplification:.3g}) x (|float64 gradient| + "
-            f"|u| (|f(x)| + 1) / |x|)"
+            f"error in ulps = {amplification:.3g}) x |float64 gradient| + "
+            f"{PRECISION_INPUT_GAIN:g} x the float64 gradient's change under a 1-ulp "
+            f"{nat.name} change of the inputs and saved tensors + {PRECISION_ROUNDING_GAIN:g} x "
+            f"({nat.name} eps / {work.name} eps) x its change under a rescaled cotangent + "
+            f"{nat.precision_factor:g} {nat.name} subnormal spacings x sqrt(size)"
         )
         if self.user.given:
             return self.user.bound(reference_norm), self.user.source(
                 "float64 gradient", derived_text
             )
-        return nat.precision_factor * nat.eps * max(1.0, amplification) * norm, derived_text
+        tol = (
+            nat.precision_factor * nat.eps * max(1.0, amplification) * norm
+            + PRECISION_INPUT_GAIN * input_spread
+            + PRECISION_ROUNDING_GAIN * (nat.eps / work.eps) * rounding_spread
+            + nat.precision_factor * nat.subnormal * math.sqrt(max(size, 1))
+        )
+        return tol, derived_text
+
+
+# Headroom on the measured spread of the reverse-mode probe (`Tolerances.forward_mode`):
+# a single random sample of how far rounding-level changes move it, which may come out
+# small; measured ratios of the disagreement to it stay below 0.15.
+FORWARD_SPREAD_GAIN = 8.0
+
+
+# Headroom on the measured spreads of the float64 backward (`Tolerances.precision`). Not
+# derived: a native backward rounds a handful of intermediates of the inputs' size before
+# they reach the gradient (a mean, a centred input, a norm), each by a few ulps, and the
+# spreads are single random samples of a rounding error that may come out small; 16
+# covers both.
+PRECISION_INPUT_GAIN = 16.0
+PRECISION_ROUNDING_GAIN = 16.0
 
 
 def dtype_name(dtype: Any) -> str:

@@ -13,6 +13,7 @@ from gradcheck_kit._comparisons import (
     compare_forward_mode,
     finite_difference_check,
     forward_rule_disagreement,
+    subgradient_disagreement,
 )
 from gradcheck_kit._tolerance import Tolerances, UserTolerance
 from core_points import exact_derivative
@@ -45,16 +46,54 @@ def test_user_tolerance_replaces_the_derived_one():
     assert c.passed and "replacing the derived" in c.tolerance_source
 
 
-def test_a_wrong_jvp_rule_alone_is_named_when_reverse_and_fd_agree():
+CHECK = finite_difference_check(hand_written=False, promoted=False)
+
+
+def _fd(point, value=None):
+    value = A @ V if value is None else value
+    d = exact_derivative(value)
+    return compare_finite_differences(point, 0, 0, d, tolerances=TOL, check=CHECK)
+
+
+def test_a_wrong_jvp_rule_alone_is_a_note_when_reverse_and_fd_agree():
     point = linear_point(A, X, U, V)
-    check = finite_difference_check(hand_written=False, promoted=False)
-    fd = compare_finite_differences(point, 0, 0, exact_derivative(A @ V), tolerances=TOL, check=check)
     wrong = compare_forward_mode(point, 0, 0, [1.01 * (A @ V)], tolerances=TOL)
-    note = forward_rule_disagreement(wrong, fd)
+    note = forward_rule_disagreement(wrong, _fd(point), fd_error=1e-12)
     assert note is not None and "x -> y" in note and "jvp" in note
     right = compare_forward_mode(point, 0, 0, [A @ V], tolerances=TOL)
-    assert forward_rule_disagreement(right, fd) is None
-    # When the backward is wrong too (finite differences failed), it is not the jvp alone.
-    bad_point = linear_point(A, X, U, V, analytic_jacobian=1.01 * A)
-    bad_fd = compare_finite_differences(bad_point, 0, 0, exact_derivative(A @ V), tolerances=TOL, check=check)
-    assert forward_rule_disagreement(wrong, bad_fd) is None
+    assert forward_rule_disagreement(right, _fd(point), fd_error=1e-12) is None
+
+
+@pytest.mark.parametrize("size", [1e-9, 1e-3, 0.5])
+def test_one_rule_whatever_the_size_a_wrong_backward_fails_a_wrong_jvp_is_a_note(size):
+    # A backward off by `size`: finite differences side with forward mode.
+    bad_point = linear_point(A, X, U, V, analytic_jacobian=(1 + size) * A)
+    c = compare_forward_mode(bad_point, 0, 0, [A @ V], tolerances=TOL)
+    assert not c.passed
+    assert forward_rule_disagreement(c, _fd(bad_point), fd_error=1e-14) is None
+    # A jvp off by the same amount: finite differences side with reverse mode.
+    point = linear_point(A, X, U, V)
+    c = compare_forward_mode(point, 0, 0, [(1 + size) * (A @ V)], tolerances=TOL)
+    assert not c.passed
+    assert "jvp" in forward_rule_disagreement(c, _fd(point), fd_error=1e-14)
+
+
+def test_a_disagreement_finite_differences_cannot_resolve_points_at_nothing():
+    point = linear_point(A, X, U, V)
+    c = compare_forward_mode(point, 0, 0, [(1 + 1e-9) * (A @ V)], tolerances=TOL)
+    assert not c.passed
+    note = forward_rule_disagreement(c, _fd(point), fd_error=1e-3)
+    assert note is not None and "less than finite differences" in note
+
+
+def test_modes_choosing_different_subgradients_at_a_kink_are_not_wrong():
+    point = linear_point(A, X, U, V)
+    exact = float(U @ A @ V)
+    c = compare_forward_mode(point, 0, 0, [1.01 * (A @ V)], tolerances=TOL)
+    fd = _fd(point)
+    wide = (exact - 1.0, exact + 1.0)
+    assert "subgradients" in subgradient_disagreement(c, fd, wide)
+    assert subgradient_disagreement(c, fd, None) is None
+    # Forward mode outside the interval, reverse mode at its edge: not a subgradient choice.
+    narrow = (exact - 1.0, exact) if c.numeric > exact else (exact, exact + 1.0)
+    assert subgradient_disagreement(c, fd, narrow) is None

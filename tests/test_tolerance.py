@@ -40,8 +40,11 @@ def test_derived_tolerances():
     tol, source = t.finite_difference(1e-9, 10.0, 3.0, size=4)
     assert tol == pytest.approx(1e-9 + 64 * F64.eps * 2.0 * 10.0, rel=1e-15)
     assert "finite-difference error estimate" in source
-    tol, _ = t.forward_mode(10.0, 3.0, size=9)
-    assert tol == pytest.approx(64 * F64.eps * 3.0 * 10.0, rel=1e-15)
+    tol, _ = t.forward_mode(10.0, 2.0, 3.0, sizes=(9, 4))
+    assert tol == pytest.approx(64 * F64.eps * (3.0 * 10.0 + 2.0 * 2.0), rel=1e-15)
+    tol, source = t.forward_mode(10.0, 2.0, 3.0, sizes=(9, 4), spread=1e-9)
+    assert tol == pytest.approx(64 * F64.eps * 34.0 + 8 * 1e-9, rel=1e-15)
+    assert "1-ulp change of the inputs" in source
     tol, _ = t.precision(amplification=0.5, norm=2.0, reference_norm=1.5)
     assert tol == pytest.approx(256 * F32.eps * 1.0 * 2.0, rel=1e-15)
     tol, _ = t.precision(amplification=10.0, norm=2.0, reference_norm=1.5)
@@ -53,9 +56,10 @@ def test_one_user_rule_for_every_comparison(atol, rtol):
     t = Tolerances(F64, F32, UserTolerance(atol, rtol))
     bound = (atol or 0.0) + (rtol or 0.0) * 3.0
     assert t.finite_difference(1e-9, 10.0, -3.0, size=4)[0] == pytest.approx(bound + 1e-9, rel=1e-15)
-    assert t.forward_mode(10.0, -3.0, size=4)[0] == pytest.approx(bound, rel=1e-15)
+    assert t.forward_mode(10.0, 1.0, -3.0, sizes=(4, 4))[0] == pytest.approx(bound, rel=1e-15)
     assert t.precision(5.0, 100.0, reference_norm=3.0)[0] == pytest.approx(bound, rel=1e-15)
-    for _, source in (t.finite_difference(0, 1, 1, 1), t.forward_mode(1, 1, 1), t.precision(1, 1, 1)):
+    for _, source in (t.finite_difference(0, 1, 1, 1), t.forward_mode(1, 1, 1, sizes=(1, 1)),
+                      t.precision(1, 1, 1)):
         assert source.startswith("user atol=") and "replacing the derived" in source
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from .determinism import DETERMINISM_CHECK, compare_determinism
 from .finite_differences import compare_finite_differences, finite_difference_check
-from .forward_mode import FORWARD_MODE_CHECK, compare_forward_mode, forward_rule_disagreement
+from .forward_mode import (
+    FORWARD_MODE_CHECK,
+    compare_forward_mode,
+    forward_rule_disagreement,
+    subgradient_disagreement,
+)
 from .precision import compare_precision, forward_amplification, precision_check
 
 __all__ = [
@@ -23,4 +28,5 @@ __all__ = [
     "forward_amplification",
     "forward_rule_disagreement",
     "precision_check",
+    "subgradient_disagreement",
 ]

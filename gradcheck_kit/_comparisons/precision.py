@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._probes import BasePoint, input_scale
+from .._probes import BasePoint
 from .._report import Comparison, ComparisonKind, Element
 from .._tolerance import Tolerances, within
 
@@ -34,20 +34,26 @@ def compare_precision(
     *,
     tolerances: Tolerances,
     native_dtype: str,
+    input_spread: np.ndarray | None = None,
+    rounding_spread: np.ndarray | None = None,
 ) -> Comparison:
     """`native_grad` (input i's gradient from the native-dtype backward of `u_j`) against
     `point.grads[j][i]` (the float64 one), normwise; `native_output` is output j computed
     in the native dtype, which measures how much the dtype loses in the forward.
+
+    `input_spread` and `rounding_spread` are the float64 gradient's changes (same shape)
+    under a one-native-ulp change of the inputs and under a rescaled cotangent
+    (`Tolerances.precision`); None for none measured.
     """
     gn, gw = native_grad, point.grads[j][i]
     amplification = forward_amplification(native_output, point.y0[j], tolerances.native.eps)
-    # The gradient's norm, or for a function of unit scale the norm its terms would have,
-    # whichever is larger (see `output_scales`).
-    natural = point.out_scale[j] / (input_scale(point.base[i]) * np.sqrt(max(gw.size, 1)))
     reference_norm = float(np.linalg.norm(gw))
-    norm = reference_norm + natural
     error = float(np.linalg.norm(gn - gw))
-    tol, source = tolerances.precision(amplification, norm, reference_norm)
+    tol, source = tolerances.precision(
+        amplification, reference_norm, reference_norm,
+        input_spread=_norm(input_spread), rounding_spread=_norm(rounding_spread),
+        size=int(gw.size),
+    )
     if not np.isfinite(error):
         error = float("inf")
     worst = []
@@ -67,3 +73,10 @@ def compare_precision(
         backward_evals=1,
         kind=ComparisonKind.PRECISION,
     )
+
+
+def _norm(x: np.ndarray | None) -> float:
+    if x is None:
+        return 0.0
+    n = float(np.linalg.norm(np.where(np.isfinite(x), x, 0.0)))
+    return n

@@ -45,8 +45,17 @@ class Target(ABC):
     #: What besides the inputs the float64 evaluations saw as float64 copies (modules the
     #: function reaches, tensors listed in `promote=`), one description each.
     promoted_objects: Sequence[str] = ()
-    #: Why promotion was not possible (None when it was, or was not needed).
+    #: Why promotion was not possible (None when it was, or was not needed), or that the
+    #: function computes in a lower precision than its float64 inputs.
     promotion_note: str | None = None
+    #: The precision the function computes in where that is coarser than its inputs' dtype
+    #: and promotion (float64 inputs, float32 inside and cast back); None otherwise.
+    internal_dtype: str | None = None
+    #: What the set-up probe saw of the float64 evaluation's resolution: True where it
+    #: changed as a float64 computation does under a step far below float32's resolution,
+    #: False where it did not, None where it could not tell (too few output elements
+    #: change smoothly enough to predict the change).
+    resolves_float64: bool | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     #: True when neither the outputs nor the gradients change with any checked input
@@ -85,9 +94,15 @@ class Target(ABC):
 
     @abstractmethod
     def _vjps(
-        self, cotangent_sets: Sequence[Sequence[np.ndarray | None]], native: bool
+        self,
+        cotangent_sets: Sequence[Sequence[np.ndarray | None]],
+        native: bool,
+        at: Sequence[np.ndarray] | None = None,
+        saved_noise: float = 0.0,
     ) -> list[list[np.ndarray]]:
-        """Reverse-mode products at the base point, one forward pass for all sets."""
+        """Reverse-mode products at `at` (default: the base point), one forward pass for all
+        sets; with `saved_noise`, the tensors the forward saves for the backward are moved
+        by that relative amount (random signs) where the framework allows it."""
 
     def _jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -130,7 +145,11 @@ class Target(ABC):
         try:
             with _user_code("the function"), np.errstate(all="ignore"):
                 changed = False
-                if self.promoted:
+                # For float64 inputs only the engine's gradient-grid test uses what the
+                # probe sees, and it does not apply to hand-written gradients.
+                if self.promoted or (
+                    self.work_dtype == "float64" and self.hand_written_grad is None
+                ):
                     relative = [
                         np.where(s != 0, s * np.abs(x), 0.0) for s, x in zip(signs, self.base)
                     ]
@@ -159,37 +178,99 @@ class Target(ABC):
         """Demote when float64 evaluations miss changes far above float64 resolution.
 
         Perturbing each nonzero input element by a relative 1e-4 moves a float32 value by
-        ~1700 of its ulps, enough to measure the directional change d; halving the step
-        must halve d (linear there, not a jump of a step function). A relative 1e-10 step
-        is below float32's half ulp (3e-8), so a function that computes in float32 sees
-        its input unchanged and returns y0 bit for bit, whereas a float64 function changes
-        by ~1e-6 d: more than 1000 float64 ulps of y0 on the elements tested. Returns
+        ~1700 of its ulps, enough to measure the directional change; two steps (1e-4 and
+        5e-5) give its slope `s`, and must agree with a smooth function there. A relative
+        step of `TINY_STEP` (2e-8) is below float32's half ulp (3e-8 to 6e-8), and its sign
+        is chosen per element so that the element's float32 rounding stays where it is
+        (one of the two directions always keeps it): a function that computes in float32
+        sees its input unchanged and returns y0 bit for bit (or, where it casts a float64
+        intermediate, changes by whole float32 ulps), whereas a float64 function changes
+        by `TINY_STEP` s, more than 32 float64 ulps of y0 on the elements tested, unless
+        it cancels. Sets `resolves_float64` (most such elements keep that change to 10%,
+        or miss it), and demotes a promoted target whose outputs stay unchanged. Returns
         whether the outputs changed under the relative 1e-4 step.
         """
         if not any(np.any(d != 0) for d in v):
             return False
-        y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(1e-10, v)
+        v = [_float32_stays(x, np.abs(d), TINY_STEP) for x, d in zip(self.base, v)]
+        y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(TINY_STEP, v)
+        if not y0.shape == y1.shape == yh.shape == y2.shape:
+            return True  # outputs that change shape: the check reports it
         d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
         with np.errstate(invalid="ignore", over="ignore"):
+            # The change at TINY_STEP a linear function predicts, with the quadratic term of
+            # the two larger steps eliminated.
+            expected = TINY_STEP / 1e-4 * (4.0 * dh - d1)
             smooth = (
                 np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
                 & (np.abs(d1 - 2.0 * dh) <= 0.05 * np.abs(d1))
             )
-            resolved = smooth & (np.abs(d1) * 1e-6 > 1e3 * np.spacing(np.abs(y0)))
-        # A function that computes in float32 and casts back returns float32 values; one
-        # whose float64 output only cancels (logdet(I + X X^T) at small X: its change lies
-        # below the resolution of its O(1) intermediates) returns float64 ones.
-        with np.errstate(over="ignore"):
-            narrow = np.all(y0[resolved].astype(np.float32).astype(np.float64) == y0[resolved])
-        if resolved.any() and np.all(d2[resolved] == 0) and narrow:
+            ulp = np.spacing(np.abs(y0))
+            resolved = smooth & (np.abs(expected) > 32.0 * ulp)
+            # Within 10%, and the two ulps by which y0 and y2 may each be rounded.
+            kept = resolved & (np.abs(d2 - expected) <= 0.1 * np.abs(expected) + 2.0 * ulp)
+        missed = resolved & ~kept
+        n_kept, n_missed = int(kept.sum()), int(missed.sum())
+        if n_kept and n_kept >= n_missed:
+            self.resolves_float64 = True
+        # Most changing elements must be resolved, or a few that look smooth by chance
+        # (a large phase in sin(cumsum(x))) would decide.
+        elif n_missed > n_kept and 2 * int(resolved.sum()) >= int(np.count_nonzero(d1)):
+            self.resolves_float64 = False
+        if self.resolves_float64 is False and self.promoted and np.all(d2[resolved] == 0):
+            # A float64 computation that cancels (1 - cos x at x ~ 1e-3) moves by a few
+            # ulps of its intermediates and misses the tiny step as well: only outputs
+            # that stay bit for bit unchanged demote here. Otherwise, and for float64
+            # inputs, the engine looks for the float32 grid in the gradient
+            # (`_preflight.gradient_grid`).
+            self.demote("float32", (
+                f"a relative {TINY_STEP:g} change of its inputs leaves its outputs bit for bit "
+                "unchanged"
+            ))
+        return bool(np.any(d1 != 0))
+
+    def demote(self, dtype: str, evidence: str) -> None:
+        """Treat the function as computing in `dtype` although it returns float64.
+
+        A promoted function then runs in its inputs' own dtype; a function of float64
+        inputs keeps them, and its derivatives are compared with `dtype`'s tolerances, as
+        in a check run in `dtype`: its float64 outputs resolve nothing finer.
+        """
+        from .._tolerance import ToleranceModel
+
+        if self.promoted:
             self.promoted = False
             self.promotion_note = (
                 f"the function returns float64 for float64 inputs but computes in lower "
-                f"precision inside (a relative 1e-10 change of its inputs leaves its outputs "
-                f"bit for bit unchanged, as in a function that casts to float32 and back), "
-                f"so finite differences run in {self.native_dtype}"
+                f"precision inside ({evidence}, as in a function that casts to {dtype} and "
+                f"back), so finite differences run in {self.native_dtype}"
             )
-        return bool(np.any(d1 != 0))
+            eps = ToleranceModel.for_dtype
+            if eps(dtype).eps > eps(self.native_dtype).eps:
+                self.internal_dtype = dtype
+            return
+        self.internal_dtype = dtype
+        self.promotion_note = (
+            f"the function returns {self.native_dtype} outputs but computes in lower "
+            f"precision inside ({evidence}, as in a function that casts to {dtype} and "
+            f"back): its derivatives are resolved to {dtype} precision only, so they are "
+            f"compared with {dtype} tolerances, as in a check run in {dtype}"
+        )
+
+    @property
+    def work_dtype(self) -> str:
+        """The precision the derivatives are compared in: float64 when promoted, otherwise
+        the coarser of the inputs' dtype and the precision the function computes in."""
+        from .._tolerance import ToleranceModel
+
+        if self.promoted:
+            return "float64"
+        if self.internal_dtype is None:
+            return self.native_dtype
+        return max(
+            (self.native_dtype, self.internal_dtype),
+            key=lambda d: ToleranceModel.for_dtype(d).eps,
+        )
 
     def _probe_dependence(self, rng: np.random.Generator) -> None:
         cotangents = [[rng.standard_normal(shape) for shape in self.output_shapes]]
@@ -232,20 +313,26 @@ class Target(ABC):
         return outs
 
     def vjps(
-        self, cotangent_sets: Sequence[Sequence[np.ndarray | None]], *, native: bool = False
+        self,
+        cotangent_sets: Sequence[Sequence[np.ndarray | None]],
+        *,
+        native: bool = False,
+        at: Sequence[np.ndarray] | None = None,
+        saved_noise: float = 0.0,
     ) -> list[list[np.ndarray]]:
-        """`J^T u` for each set `u` of output cotangents (None: zero for that output)."""
+        """`J^T u` for each set `u` of output cotangents (None: zero for that output), at
+        the inputs `at` (default: the base point); `saved_noise` as in `_vjps`."""
         self.backward_evals += len(cotangent_sets)
         self._seed_generators()
         if self.hand_written_grad is not None:
             with _user_code("the hand-written gradient (grad=)"):
-                grads = self._hand_written(native)
+                grads = self._hand_written(native, at)
             return [
                 [g * float(np.sum(u[0])) if u[0] is not None else np.zeros_like(g) for g in grads]
                 for u in cotangent_sets
             ]
         with _user_code("the backward pass"):
-            return self._vjps(cotangent_sets, native)
+            return self._vjps(cotangent_sets, native, at, saved_noise)
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""
@@ -259,8 +346,10 @@ class Target(ABC):
             self.forward_mode_note = f"forward mode unavailable: {first_sentence(exc)}"
             return None
 
-    def _hand_written(self, native: bool) -> list[np.ndarray]:
-        grads = self._call_grad(self.base, native)
+    def _hand_written(
+        self, native: bool, at: Sequence[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        grads = self._call_grad(self.base if at is None else at, native)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         if self.grad_positions is not None and len(grads) == self.grad_positions[1] != len(self.base):
@@ -300,6 +389,19 @@ class Target(ABC):
             torch.default_generator.manual_seed(RNG_SEED)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(RNG_SEED)
+
+
+# The relative step the set-up probe expects a float64 function to resolve and a float32
+# computation not to see: below float32's half ulp of every element (at least 2**-25).
+TINY_STEP = 2e-8
+
+
+def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
+    """`+a` or `-a` per element, whichever keeps the float32 rounding of `x + h (+-a)` at
+    that of `x` (for `h a` below float32's half ulp of `x`, at most one of them moves it)."""
+    with np.errstate(all="ignore"):
+        stays = (x + h * a).astype(np.float32) == x.astype(np.float32)
+    return np.where(stays, a, -a)
 
 
 def call_fn(fn: Callable[..., Any], args: Sequence[Any]) -> Any:

@@ -164,9 +164,10 @@ class JaxTarget(Target):
                 )
             return [np.asarray(outs[k]).astype(np.float64) for k in self._out_index]
 
-    def _vjps(self, cotangent_sets, native):
+    def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):
+        # jax's residuals are not reachable from outside: `saved_noise` is not applied.
         with self._context(native):
-            leaves = self._args(self.base, native)
+            leaves = self._args(self.base if at is None else at, native)
             primals = [leaves[n] for n in self._diff]
             outs, pullback = jax.vjp(self._on_diff(leaves), *primals)
             results = []

@@ -107,7 +107,7 @@ class NumpyTarget(Target):
     def _evaluate(self, xs, native):
         return [self._scalar(self._fn(*self._cast(xs, native)))]
 
-    def _vjps(self, cotangent_sets, native):  # pragma: no cover - grad is always given
+    def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):  # pragma: no cover - grad is always given
         raise AssertionError("numpy targets always have a hand-written gradient")
 
     def _call_grad(self, xs, native):

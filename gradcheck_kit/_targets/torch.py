@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import CheckInputError, Target, call_fn
+from ._base import RNG_SEED, CheckInputError, Target, call_fn
 from .torch_promotion import Promotion, parse_promote, reachable_modules
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
@@ -269,14 +269,15 @@ class TorchTarget(Target):
             )
         return [self._to_numpy(outs[k]) for k in self._out_index]
 
-    def _vjps(self, cotangent_sets, native):
+    def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):
         # The backward too runs with the float64 copies in place: it reads saved tensors.
         with self._state(native):
-            return self._vjps_here(cotangent_sets, native)
+            return self._vjps_here(cotangent_sets, native, at, saved_noise)
 
-    def _vjps_here(self, cotangent_sets, native):
-        args, made = self._args(self.base, native, requires_grad=True)
-        with torch.enable_grad():
+    def _vjps_here(self, cotangent_sets, native, at=None, saved_noise=0.0):
+        args, made = self._args(self.base if at is None else at, native, requires_grad=True)
+        hooks = _noisy_saved_tensors(saved_noise) if saved_noise > 0 else contextlib.nullcontext()
+        with torch.enable_grad(), hooks:
             outs = self._flatten(self._fn(*self._rebuild(args)))
         checked = [outs[k] for k in self._out_index]
         results = []
@@ -338,6 +339,22 @@ class TorchTarget(Target):
         args, _ = self._args(xs, native)
         with self._state(native):
             return self.hand_written_grad(*self._rebuild(args))
+
+
+def _noisy_saved_tensors(relative: float):
+    """Saved-tensor hooks that hand the backward its floating-point saved tensors moved by
+    `relative` of their size, with random signs: how far the backward moves when what it
+    reads from the forward is rounded (a saturated tanh's output, batch norm's statistics).
+    """
+    gen = torch.Generator().manual_seed(RNG_SEED)
+
+    def unpack(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point() or t.numel() == 0:
+            return t
+        sign = torch.randint(0, 2, t.shape, generator=gen).to(dtype=t.dtype) * 2 - 1
+        return t + relative * t.abs() * sign.to(t.device)
+
+    return torch.autograd.graph.saved_tensors_hooks(lambda t: t, unpack)
 
 
 def _flatten_inputs(

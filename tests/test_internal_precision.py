@@ -1,0 +1,148 @@
+"""Functions that return float64 but compute in float32 inside are checked as float32 ones.
+
+Whether the user passes float64 inputs or gradcheck_kit promotes float32 ones, such a
+function resolves nothing finer than float32: its derivatives are compared with float32
+tolerances, a weak check is inconclusive, and a gross bug still fails. Functions that do
+compute in float64 (including ones that cancel, and ones whose backward alone rounds to
+a lower precision) keep their float64 check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import gradcheck_kit as gk
+from gradcheck_kit._preflight import gradient_grid
+
+NOTE = "computes in lower precision inside"
+
+
+def _randn(*shape, dtype=torch.float64, seed=3, scale=1.0, offset=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = offset + scale * torch.randn(*shape, generator=g, dtype=torch.float64)
+    return x.to(dtype).requires_grad_()
+
+
+def _rmsnorm(x):
+    h = x.float()
+    return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype)
+
+
+FLOAT32_INSIDE = {
+    "softmax-dtype-float32": (
+        lambda q: torch.softmax(q, -1, dtype=torch.float32).to(q.dtype).pow(2).sum()
+    ),
+    "rmsnorm": lambda x: _rmsnorm(x),
+    "rmsnorm-squared-sum": lambda x: _rmsnorm(x).pow(2).sum(),
+    "tanh-cast": lambda x: torch.tanh(x.float()).to(x.dtype),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(FLOAT32_INSIDE))
+def test_a_function_computing_in_float32_inside_is_not_failed(name, dtype):
+    report = gk.gradcheck(FLOAT32_INSIDE[name], (_randn(4, 6, dtype=dtype),), raise_exception=False)
+    assert report.status in ("passed", "inconclusive"), report
+    assert not report.promoted
+    assert any(NOTE in n for n in report.notes), report.notes
+
+
+class _TanhOff(torch.autograd.Function):
+    """tanh with a backward 10% too large."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.tanh(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (1 - torch.tanh(x) ** 2) * 1.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_a_gross_bug_inside_a_float32_computation_still_fails(dtype):
+    report = gk.gradcheck(
+        lambda x: _TanhOff.apply(x.float()).to(x.dtype), (_randn(12, dtype=dtype),),
+        raise_exception=False,
+    )
+    assert report.status == "failed"
+    assert any(NOTE in n for n in report.notes)
+
+
+@pytest.mark.parametrize(
+    "fn, x",
+    [
+        (lambda x: torch.log(1 + x * x).sum(), _randn(10, scale=1e-4)),
+        (lambda x: 1 - torch.cos(x), _randn(10, scale=1e-3)),
+        (lambda x: torch.nn.functional.layer_norm(x, (16,)), _randn(4, 16, scale=0.01, offset=50)),
+        (lambda x: torch.cumsum(x, 0).sin(), _randn(50, offset=1e6)),
+        (torch.exp, _randn(10)),
+    ],
+    ids=["log1p-small", "one-minus-cos", "layer-norm-offset", "sin-cumsum-offset", "exp"],
+)
+def test_float64_functions_are_not_demoted(fn, x):
+    report = gk.gradcheck(fn, (x,), raise_exception=False)
+    assert not any(NOTE in n for n in report.notes), report.notes
+
+
+def _rounded_backward(scale, offset, rounding):
+    """`scale * sum(x*x) + offset` in float64, whose backward rounds to `rounding`: a
+    precision bug, not a cast. (Where the offset is so large that even float64 outputs
+    cannot resolve a step below float32's resolution, 1e8 here, the probe cannot tell
+    the two apart, and such a check is inconclusive rather than failed.)"""
+
+    class Loss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x * x).sum() * scale + offset
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return (g * 2 * scale * x).to(rounding).to(x.dtype)
+
+    return Loss.apply
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize(
+    "scale, offset, rounding",
+    [(1e6, 0.0, torch.bfloat16), (1.0, 1e6, torch.float16), (1.0, 1e6, torch.bfloat16)],
+)
+def test_a_backward_alone_rounding_to_half_precision_is_not_taken_for_a_cast(
+    scale, offset, rounding, dtype
+):
+    fn = _rounded_backward(scale, offset, rounding)
+    report = gk.gradcheck(fn, (_randn(20, dtype=dtype),), raise_exception=False)
+    assert report.status == "failed"
+    assert not any(NOTE in n for n in report.notes)
+
+
+def test_the_gradient_grid_is_float32_only_for_float32_numbers():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(50)
+    assert gradient_grid([[g]]) is None
+    assert gradient_grid([[g.astype(np.float32).astype(np.float64)]]) == "float32"
+    one_off = g.astype(np.float32).astype(np.float64)
+    one_off[7] = g[7]
+    assert gradient_grid([[one_off]]) is None
+    assert gradient_grid([[np.zeros(5)]]) is None
+
+
+def test_jax_casting_to_float32_inside_is_not_failed():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    with jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64():
+        x = jnp.asarray(np.random.default_rng(1).standard_normal(7))
+        report = gk.gradcheck(
+            lambda x: jnp.tanh(x.astype(jnp.float32)).astype(x.dtype), (x,), raise_exception=False
+        )
+        assert report.status in ("passed", "inconclusive")
+        assert any(NOTE in n for n in report.notes)
+        assert not any(NOTE in n for n in gk.gradcheck(jnp.tanh, (x,)).notes)
