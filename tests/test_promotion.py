@@ -280,21 +280,33 @@ def test_gradgradcheck_promotes_the_module_too():
     _assert_unchanged(net, before)
 
 
-def test_a_module_computing_in_float32_inside_is_demoted_by_the_precision_probe():
+def test_a_module_rounding_to_float32_inside_gets_right_verdicts():
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z, factor):
+            ctx.save_for_backward(z)
+            ctx.factor = factor
+            return torch.tanh(z)
+
+        @staticmethod
+        def backward(ctx, g):
+            (z,) = ctx.saved_tensors
+            return g * ctx.factor * (1 - torch.tanh(z) ** 2), None
+
     class Casts(nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, factor: float) -> None:
             super().__init__()
             self.lin = nn.Linear(4, 4)
+            self.factor = factor
 
         def forward(self, x):
             # Rounds to float32 and back: float64 outputs that carry float32 precision.
-            return torch.tanh(self.lin(x)).float().to(x.dtype)
+            return Scaled.apply(self.lin(x), self.factor).float().to(x.dtype)
 
-    m = Casts()
-    report = gk.gradcheck(lambda x: m(x).sum(), _x(3, 4), raise_exception=False)
-    assert not report.promoted and report.promoted_objects == []
-    assert any("computes in lower precision" in n for n in report.notes)
-    assert m.lin.weight.dtype == torch.float32
+    right, wrong = Casts(1.0), Casts(1.1)
+    assert gk.gradcheck(lambda x: right(x).sum(), _x(3, 4), raise_exception=False).passed
+    assert not gk.gradcheck(lambda x: wrong(x).sum(), _x(3, 4), raise_exception=False)
+    assert right.lin.weight.dtype == wrong.lin.weight.dtype == torch.float32
 
 
 def test_the_plugin_fixture_forwards_promote(gradcheck):
