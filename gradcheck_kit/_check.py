@@ -7,6 +7,7 @@ import time
 import numpy as np
 from typing import Any, Callable, Sequence
 
+from ._dropin import _MISSING, TorchOptions, function_and_inputs
 from ._engine import Settings, run
 from ._report import Report, raise_for
 from ._state import preserved_global_state
@@ -16,22 +17,11 @@ __all__ = ["gradcheck", "gradgradcheck"]
 
 _MODES = ("auto", "fast", "full")
 
-# Options of torch.autograd.gradcheck that are accepted so that gradcheck_kit.gradcheck is a
-# drop-in replacement. Those not listed in `_use_torch_options` only change which extra
-# checks torch runs; the corresponding checks here always run or do not apply.
-_TORCH_OPTIONS = frozenset(
-    {
-        "eps", "nondet_tol", "fast_mode", "check_undefined_grad", "check_grad_dtypes",
-        "check_batched_grad", "check_batched_forward_grad", "check_forward_ad",
-        "check_backward_ad", "masked",
-    }
-)
-
-
 def gradcheck(
-    fn: Callable[..., Any],
-    inputs: Any,
+    func: Callable[..., Any] = _MISSING,
+    inputs: Any = _MISSING,
     *,
+    fn: Callable[..., Any] = _MISSING,
     grad: Callable[..., Any] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -47,7 +37,7 @@ def gradcheck(
     gradient.
 
     **Arguments:**
-    - `fn`: the function. Torch: tensors in, a tensor or tuple of tensors out; inputs with
+    - `func` (or `fn=`): the function. Torch: tensors in, a tensor or tuple of tensors out; inputs with
       `requires_grad=True` are checked. Jax: every floating-point input leaf is checked.
       Numpy: a scalar function, checked against `grad`.
     - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
@@ -80,7 +70,9 @@ def gradcheck(
     assert gradcheck_kit.gradcheck(torch.sin, x)
     ```
     """
-    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    fn, inputs = function_and_inputs("gradcheck", func, fn, inputs)
+    options = TorchOptions.parse(kw)
+    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
     report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
     if raise_exception:
@@ -89,10 +81,14 @@ def gradcheck(
 
 
 def gradgradcheck(
-    fn: Callable[..., Any],
-    inputs: Any,
+    func: Callable[..., Any] = _MISSING,
+    inputs: Any = _MISSING,
     grad_outputs: Any = None,
     *,
+    fn: Callable[..., Any] = _MISSING,
+    gen_non_contig_grad_outputs: bool = False,
+    check_rev_over_rev: bool = True,
+    check_fwd_over_rev: bool = False,
     atol: float | None = None,
     rtol: float | None = None,
     mode: str = "auto",
@@ -103,7 +99,10 @@ def gradgradcheck(
     """Check second derivatives: `gradcheck` of the map `(inputs, v) -> J(inputs)^T v`.
 
     Same conventions as `gradcheck`. `grad_outputs` (the cotangents `v`) are drawn at
-    random from `seed` when not given. Works for torch and jax functions.
+    random from `seed` when not given (non-contiguous with
+    `gen_non_contig_grad_outputs=True`). `check_rev_over_rev` and `check_fwd_over_rev` are
+    torch's: the map is checked by reverse mode (its `check_backward_ad`) and by forward
+    mode over it (its `check_forward_ad`). Works for torch and jax functions.
 
     **Example:**
     ```python
@@ -111,7 +110,38 @@ def gradgradcheck(
     assert gradcheck_kit.gradgradcheck(torch.tanh, x)
     ```
     """
-    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    fn, inputs = function_and_inputs("gradgradcheck", func, fn, inputs)
+    for name, value in (
+        ("gen_non_contig_grad_outputs", gen_non_contig_grad_outputs),
+        ("check_rev_over_rev", check_rev_over_rev),
+        ("check_fwd_over_rev", check_fwd_over_rev),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}={value!r} must be True or False")
+    if not (check_rev_over_rev or check_fwd_over_rev):
+        raise ValueError(
+            "check_rev_over_rev=False with check_fwd_over_rev=False leaves nothing to check; "
+            "set at least one of them to True"
+        )
+    for name in ("check_forward_ad", "check_backward_ad", "check_batched_forward_grad"):
+        if name in kw:
+            raise TypeError(
+                f"gradgradcheck got an unexpected keyword argument {name!r}; its second-order "
+                f"counterparts are check_fwd_over_rev and check_rev_over_rev"
+            )
+    if not check_rev_over_rev:
+        for name in ("check_undefined_grad", "check_batched_grad"):
+            if kw.get(name):
+                raise ValueError(
+                    f"{name}=True checks the backward of the first derivative, which "
+                    f"check_rev_over_rev=False turns off; set {name}=False"
+                )
+        kw.setdefault("check_undefined_grad", False)
+    kw.setdefault("masked", False)
+    kw["check_forward_ad"] = check_fwd_over_rev
+    kw["check_backward_ad"] = check_rev_over_rev
+    options = TorchOptions.parse(kw, entry="gradgradcheck")
+    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
     if not callable(fn):
         raise CheckInputError(
@@ -131,7 +161,9 @@ def gradgradcheck(
         from . import _second_order
 
         if framework == "torch":
-            vjp_fn, vjp_inputs = _second_order.torch_vjp_function(fn, inputs, grad_outputs, seed)
+            vjp_fn, vjp_inputs = _second_order.torch_vjp_function(
+                fn, inputs, grad_outputs, seed, non_contiguous=gen_non_contig_grad_outputs
+            )
         else:
             vjp_fn, vjp_inputs = _second_order.jax_vjp_function(fn, inputs, grad_outputs, seed)
         report = _run(
@@ -175,15 +207,8 @@ def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Calla
     return module_state_keeper(fn, inputs)
 
 
-def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
-    unknown = sorted(set(kw) - _TORCH_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"gradcheck got unexpected keyword argument(s) {unknown}. Accepted: grad, atol, "
-            f"rtol, mode, seed, raise_exception, and torch.autograd.gradcheck's "
-            f"{sorted(_TORCH_OPTIONS)}"
-        )
-    if kw.get("fast_mode") is True and mode == "auto":
+def _settings(*, atol, rtol, mode, seed, options: TorchOptions) -> Settings:
+    if options.fast_mode is True and mode == "auto":
         mode = "fast"
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r} is not a mode; use one of {list(_MODES)}")
@@ -197,13 +222,9 @@ def _settings(*, atol, rtol, mode, seed, kw) -> Settings:
         raise TypeError(f"seed={seed!r} must be an int")
     if seed < 0:
         raise ValueError(f"seed={seed} is invalid: seeds are non-negative integers")
-    eps = kw.get("eps")
-    if eps is not None and not (isinstance(eps, (int, float)) and eps > 0):
-        raise ValueError(f"eps={eps!r} is invalid: a finite-difference step must be positive")
-    nondet_tol = float(kw.get("nondet_tol", 0.0) or 0.0)
     return Settings(
-        mode=mode, seed=seed, atol=atol, rtol=rtol, step=eps, nondet_tol=nondet_tol,
-        check_forward_ad=bool(kw.get("check_forward_ad", False)),
+        mode=mode, seed=seed, atol=atol, rtol=rtol, step=options.eps,
+        nondet_tol=options.nondet_tol, check_forward_ad=options.check_forward_ad,
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from .._dropin import validate_option_rules
 from .._report import Comparison, GradientMismatch
 
 __all__ = [
@@ -85,14 +86,17 @@ def torch_gradient_mismatch() -> type[GradientMismatch]:
     """
     from torch.autograd.gradcheck import GradcheckError
 
+    # Named as its public base, so that tracebacks read `gradcheck_kit.GradientMismatch`
+    # whichever framework raised it (`GradientMismatch.__reduce__` keeps it picklable).
     return type(
-        "TorchGradientMismatch",
+        "GradientMismatch",
         (GradientMismatch, GradcheckError),
         {
             "__doc__": "A failing gradcheck of a torch function: a `GradientMismatch` that "
             "`except torch.autograd.gradcheck.GradcheckError` and `except RuntimeError` "
             "also catch.",
             "__module__": "gradcheck_kit",
+            "__qualname__": "GradientMismatch",
         },
     )
 
@@ -108,30 +112,11 @@ def validate_torch_options(
     check_batched_forward_grad: bool,
 ) -> None:
     """Refuse the option combinations torch refuses, naming the argument and the fix."""
-    for name, value in (
-        ("check_forward_ad", check_forward_ad),
-        ("check_backward_ad", check_backward_ad),
-        ("check_batched_grad", check_batched_grad),
-        ("check_batched_forward_grad", check_batched_forward_grad),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}={value!r} must be True or False")
-    if not (check_forward_ad or check_backward_ad):
-        raise ValueError(
-            "check_forward_ad=False with check_backward_ad=False leaves nothing to check; "
-            "set at least one of them to True"
-        )
-    if check_batched_grad and not check_backward_ad:
-        raise ValueError(
-            "check_batched_grad=True checks the backward under vmap, which "
-            "check_backward_ad=False turns off; set check_batched_grad=False or "
-            "check_backward_ad=True"
-        )
-    if check_batched_forward_grad and not check_forward_ad:
-        raise ValueError(
-            "check_batched_forward_grad=True checks forward mode under vmap; it needs "
-            "check_forward_ad=True"
-        )
+    validate_option_rules(
+        check_forward_ad=check_forward_ad, check_backward_ad=check_backward_ad,
+        check_batched_grad=check_batched_grad,
+        check_batched_forward_grad=check_batched_forward_grad,
+    )
 
 
 # -- the whole set -----------------------------------------------------------------------
