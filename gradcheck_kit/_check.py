@@ -37,9 +37,9 @@ def gradcheck(
     gradient.
 
     **Arguments:**
-    - `func` (or `fn=`): the function. Torch: tensors in, a tensor or tuple of tensors out; inputs with
-      `requires_grad=True` are checked. Jax: every floating-point input leaf is checked.
-      Numpy: a scalar function, checked against `grad`.
+    - `func` (or `fn=`): the function. Torch: tensors in, a tensor or tuple of tensors
+      out; inputs with `requires_grad=True` are checked. Jax: every floating-point input
+      leaf is checked. Numpy: a scalar function, checked against `grad`.
     - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
     - `grad`: a hand-written gradient, `grad(*inputs)` returning one gradient per
       differentiable input, for a scalar `fn`. Required for numpy inputs.
@@ -54,13 +54,20 @@ def gradcheck(
       on a failure, the error is localised to the input element), `"fast"` (probes only),
       or `"full"` (every Jacobian element, like torch's slow mode).
     - `seed`: seeds the random probes; equal seeds give equal reports.
-    - `raise_exception`: raise `GradientMismatch` on failure, `InconclusiveCheck` when the
-      check could not decide (default), or return the report.
-    - `eps`, `nondet_tol`, `fast_mode`, other `torch.autograd.gradcheck` options: accepted
-      for compatibility; `eps` sets the initial finite-difference step (absolute, in input
-      units), `nondet_tol` the allowed difference between two identical backward passes,
-      and `check_forward_ad=True` fails a check whose forward-mode rule alone is wrong
-      (otherwise that is a note: the backward is what is checked).
+    - `raise_exception`: raise `GradientMismatch` on failure (for torch functions also a
+      `torch.autograd.gradcheck.GradcheckError`, so a `RuntimeError`), `InconclusiveCheck`
+      when the check could not decide (default), or return the report.
+    - torch's options, with torch's defaults and meaning: `eps` (the first
+      finite-difference step, in input units), `nondet_tol` (allowed difference between
+      two identical backward passes), `fast_mode` (where given: `True` probes only,
+      `False` every Jacobian element), `check_forward_ad` (`True`: a wrong or missing
+      forward-mode rule fails; otherwise a wrong one is a note), `check_backward_ad`
+      (`False`: forward mode against finite differences, the backward never called),
+      `check_undefined_grad` (default `True`), `check_batched_grad`,
+      `check_batched_forward_grad`, `check_grad_dtypes`, `masked`. The structural checks
+      they select (and the zero-gradient check torch always runs) join the report as
+      comparisons of kind `STRUCTURAL`; for jax and numpy functions the torch-only ones
+      are named in a note.
 
     **Returns:** a `Report`, truthy if and only if every comparison passed.
 
@@ -74,7 +81,7 @@ def gradcheck(
     options = TorchOptions.parse(kw)
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
-    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings)
+    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings, options=options)
     if raise_exception:
         raise_for(report)
     return report
@@ -167,7 +174,8 @@ def gradgradcheck(
         else:
             vjp_fn, vjp_inputs = _second_order.jax_vjp_function(fn, inputs, grad_outputs, seed)
         report = _run(
-            vjp_fn, vjp_inputs, grad=None, settings=settings, grad_in_forward=framework == "torch"
+            vjp_fn, vjp_inputs, grad=None, settings=settings, options=options,
+            grad_in_forward=framework == "torch",
         )
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
     if raise_exception:
@@ -175,7 +183,9 @@ def gradgradcheck(
     return report
 
 
-def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False) -> Report:
+def _run(
+    fn, inputs, *, grad, settings: Settings, options: TorchOptions, grad_in_forward: bool = False
+) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
         restore_modules = _keep_module_state(fn, inputs)
@@ -190,9 +200,14 @@ def _run(fn, inputs, *, grad, settings: Settings, grad_in_forward: bool = False)
                     f"gradcheck needs a function that evaluates at its inputs; fix the function "
                     f"or the inputs"
                 ) from exc
+            if options.forward_only:
+                target.use_forward_mode_only()
             # NaN and Inf in a broken backward are reported as failures, not warnings.
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 report = run(target, settings)
+            from ._option_checks import add_option_checks
+
+            add_option_checks(report, fn, inputs, grad=grad, options=options, seed=settings.seed)
         finally:
             restore_modules()
     report.elapsed_s = time.perf_counter() - start
@@ -208,8 +223,10 @@ def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Calla
 
 
 def _settings(*, atol, rtol, mode, seed, options: TorchOptions) -> Settings:
-    if options.fast_mode is True and mode == "auto":
-        mode = "fast"
+    if options.fast_mode is not None and mode == "auto":
+        # torch's fast_mode=False (its default, here only where a caller passes it) is the
+        # full Jacobian, element by element.
+        mode = "fast" if options.fast_mode else "full"
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r} is not a mode; use one of {list(_MODES)}")
     for name, value in (("atol", atol), ("rtol", rtol)):
@@ -225,6 +242,7 @@ def _settings(*, atol, rtol, mode, seed, options: TorchOptions) -> Settings:
     return Settings(
         mode=mode, seed=seed, atol=atol, rtol=rtol, step=options.eps,
         nondet_tol=options.nondet_tol, check_forward_ad=options.check_forward_ad,
+        check_backward_ad=options.check_backward_ad,
     )
 
 

@@ -25,6 +25,10 @@ class ComparisonKind(enum.Enum):
     DETERMINISM = "determinism"
     #: The backward in the inputs' own reduced dtype against the float64 one.
     PRECISION = "precision"
+    #: A property torch's gradcheck options check: undefined or zero output gradients,
+    #: batched (vmap) rules against the loop, gradient dtype/device/shape/layout, masked
+    #: gradients off the specified elements.
+    STRUCTURAL = "structural"
 
 
 @dataclass(frozen=True)

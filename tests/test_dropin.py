@@ -169,3 +169,200 @@ def test_jax_and_numpy_failures_stay_plain_gradient_mismatches():
     assert not isinstance(info.value, RuntimeError)
     again = pickle.loads(pickle.dumps(info.value))
     assert type(again) is GradientMismatch
+
+
+# -- each torch option, against torch's verdict --------------------------------------------------
+
+from custom_functions import unary_function  # noqa: E402
+from test_torch_options import (  # noqa: E402
+    Double,
+    DoubleBatchMixing,
+    DoubleNumpyBackward,
+    SinCos,
+    SinCosNoneCrash,
+    SinCosNotZero,
+    SinFloat32Grad,
+    SinFwd,
+    SinFwdNumpy,
+)
+
+GC = torch.autograd.gradcheck
+
+# sin with a wrong forward-mode rule (its backward is right), and the other way round.
+SinBadJvp = unary_function(torch.sin, torch.cos, jvp_factor=1.5, name="SinBadJvp")
+SinBadBackward = unary_function(torch.sin, torch.cos, factor=1.5, jvp_factor=1.0, name="SinBadBackward")
+
+
+def structural(report):
+    return [c for c in report.comparisons if c.kind is gk.ComparisonKind.STRUCTURAL]
+
+
+CASES = [
+    # (function, options, torch's verdict); each option with a function that is right and
+    # one with the defect the option targets, and the option off where torch's verdict changes
+    (SinCos, {}, True),
+    (SinCosNotZero, {}, False),
+    (SinCosNotZero, {"check_undefined_grad": False}, True),
+    (SinCosNoneCrash, {}, False),
+    (Double, {"check_batched_grad": True}, True),
+    (DoubleBatchMixing, {"check_batched_grad": True}, False),
+    (DoubleNumpyBackward, {"check_batched_grad": True}, False),
+    (DoubleBatchMixing, {}, True),
+    (SinFwd, {"check_forward_ad": True, "check_batched_forward_grad": True}, True),
+    (SinFwdNumpy, {"check_forward_ad": True, "check_batched_forward_grad": True}, False),
+    (SinFwdNumpy, {"check_forward_ad": True}, True),
+    (SinBadJvp, {"check_forward_ad": True}, False),
+    (SinBadJvp, {}, True),
+    (Double, {"check_forward_ad": True}, False),  # no forward-mode rule at all
+    (SinFwd, {"check_forward_ad": True, "check_backward_ad": False}, True),
+    (SinBadJvp, {"check_forward_ad": True, "check_backward_ad": False}, False),
+    (SinBadBackward, {"check_forward_ad": True, "check_backward_ad": False}, True),
+    (SinBadBackward, {"check_forward_ad": True}, False),
+    (SinFwd, {"check_grad_dtypes": True, "check_forward_ad": True}, True),
+]
+
+
+@pytest.mark.parametrize(
+    "function, options, expected", CASES,
+    ids=[f"{f.__name__}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for f, o, _ in CASES],
+)
+def test_each_option_gives_torchs_verdict(function, options, expected):
+    x = x64(5)
+    assert torch_verdict(GC, function.apply, (x,), **options) is expected
+    assert kit_verdict(gk.gradcheck, function.apply, (x,), **options) is expected
+
+
+def test_a_wrong_gradient_dtype_is_caught_where_torch_casts_it_away():
+    x = x64(4)
+    # torch's engine casts the float32 gradient to float64 before its check sees it
+    assert torch_verdict(GC, SinFloat32Grad.apply, (x,), check_grad_dtypes=True)
+    report = gk.gradcheck(SinFloat32Grad.apply, (x,), check_grad_dtypes=True, raise_exception=False)
+    assert not report
+    [bad] = [c for c in report.failures if c.kind is gk.ComparisonKind.STRUCTURAL]
+    assert bad.check == "gradient dtype/device/shape/layout"
+    assert "SinFloat32Grad.backward returns a torch.float32" in str(report)
+    # without the option the dtype is not checked (the finite differences still see the
+    # float32 rounding in the values)
+    off = gk.gradcheck(SinFloat32Grad.apply, (x,), raise_exception=False)
+    assert all(c.passed for c in structural(off))
+
+
+def test_failing_options_are_failed_comparisons_that_name_the_input():
+    x, y = x64(3), x64(3, seed=1)
+    fn = lambda a, b: DoubleBatchMixing.apply(a) * b  # noqa: E731
+    report = gk.gradcheck(fn, (x, y), check_batched_grad=True, raise_exception=False)
+    assert report.status == "failed"
+    bad = [c for c in report.failures if c.check == "batched backward (vmap) vs loop"]
+    assert [c.input for c in bad] == ["inputs[0]"]  # inputs[1]'s batched gradient is right
+    text = str(report)
+    assert "[FAIL] batched backward (vmap) vs loop: inputs[0]" in text
+    entries = report.to_dict()["comparisons"]
+    assert any(e["kind"] == "structural" and e["status"] == "failed" for e in entries)
+    with pytest.raises(GradcheckError, match="batched backward"):
+        gk.gradcheck(fn, (x, y), check_batched_grad=True)
+
+
+def test_options_left_at_default_run_torchs_default_checks_only():
+    x = x64(4)
+    checks = {c.check for c in structural(gk.gradcheck(torch.sin, (x,), raise_exception=False))}
+    assert checks == {
+        "zero output gradients give zero input gradients",
+        "gradient dtype/device/shape/layout",
+        "undefined output gradients",
+    }
+    every = gk.gradcheck(
+        SinFwd.apply, (x,), check_batched_grad=True, check_forward_ad=True,
+        check_batched_forward_grad=True, check_grad_dtypes=True, raise_exception=False,
+    )
+    assert every and {
+        "batched backward (vmap) vs loop", "batched forward mode (vmap) vs loop",
+        "forward-mode tangent dtype",
+    } <= {c.check for c in structural(every)}
+
+
+def test_forward_mode_only_never_calls_the_backward():
+    class NoBackward(SinFwd):
+        @staticmethod
+        def backward(ctx, g):
+            raise NotImplementedError("no backward")
+
+    x = x64(6)
+    options = {"check_forward_ad": True, "check_backward_ad": False, "check_undefined_grad": False}
+    assert torch_verdict(GC, NoBackward.apply, (x,), **options)
+    report = gk.gradcheck(NoBackward.apply, (x,), raise_exception=False, **options)
+    assert report and report.backward_evals == 0 and report.forward_evals >= x.numel()
+    fd = [c for c in report.comparisons if c.kind is gk.ComparisonKind.FINITE_DIFFERENCES]
+    assert fd and all(c.check.startswith("forward mode vs finite differences") for c in fd)
+    # the wrong jvp fails, localised to the element as a backward would be
+    wrong = unary_function(torch.sin, torch.cos, factor=1.0, jvp_factor=1.0, name="W")
+
+    class OneElement(wrong):
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            out = t * x.cos()
+            return out + (torch.arange(out.numel()).reshape(out.shape) == 2) * t * 0.01
+
+    report = gk.gradcheck(OneElement.apply, (x,), raise_exception=False, **options)
+    assert not report
+    assert any(e.input_index == (2,) for c in report.failures for e in c.worst)
+
+
+def test_gradgradcheck_forward_over_reverse_only():
+    x = x64(4)
+    kw = {"check_rev_over_rev": False, "check_fwd_over_rev": True}
+    # torch refuses its own default check_undefined_grad=True here; gradcheck_kit turns it off
+    assert not torch_verdict(torch.autograd.gradgradcheck, torch.tanh, (x,), **kw)
+    assert gk.gradgradcheck(torch.tanh, (x,), **kw)
+    kw["check_undefined_grad"] = False
+    assert torch_verdict(torch.autograd.gradgradcheck, torch.tanh, (x,), **kw)
+    report = gk.gradgradcheck(torch.tanh, (x,), raise_exception=False, **kw)
+    assert report and report.backward_evals == 0
+
+
+def test_fast_mode_and_tolerances_keep_their_meaning():
+    x = x64(5)
+    assert gk.gradcheck(torch.sin, (x,), fast_mode=True, raise_exception=False).mode == "fast"
+    full = gk.gradcheck(torch.sin, (x,), fast_mode=False, raise_exception=False)
+    assert full.mode == "full" and any("fast_mode=False" in n for n in full.notes)
+    assert gk.gradcheck(torch.sin, (x,), raise_exception=False).mode == "auto"
+    report = gk.gradcheck(torch.sin, (x,), atol=1e-5, rtol=1e-3, raise_exception=False)
+    fd = [c for c in report.comparisons if c.kind is gk.ComparisonKind.FINITE_DIFFERENCES]
+    assert fd and all("atol=1e-05, rtol=0.001" in c.tolerance_source for c in fd)
+    assert all("replacing the derived" in c.tolerance_source for c in fd)
+    eps = gk.gradcheck(torch.sin, (x,), eps=1e-4, raise_exception=False)
+    assert eps and any("eps=0.0001" in n for n in eps.notes)
+
+
+class NoisyBackward(torch.autograd.Function):
+    """x -> 2x whose backward varies between calls by 1e-12 relative (as an atomic-add
+    reduction does); drawn from a private generator, so every call differs."""
+
+    noise = torch.Generator().manual_seed(1)
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        jitter = torch.rand(g.shape, generator=NoisyBackward.noise, dtype=g.dtype)
+        return g * (2 + 1e-12 * jitter)
+
+
+@pytest.mark.parametrize("nondet_tol, expected", [(0.0, False), (1e-6, True)])
+def test_nondet_tol_keeps_torchs_meaning(nondet_tol, expected):
+    x = x64(4)
+    assert torch_verdict(GC, NoisyBackward.apply, (x,), nondet_tol=nondet_tol) is expected
+    assert kit_verdict(gk.gradcheck, NoisyBackward.apply, (x,), nondet_tol=nondet_tol) is expected
+
+
+def test_torch_only_options_are_named_for_other_frameworks():
+    import numpy as np
+
+    w = np.array([0.5, -1.0, 2.0])
+    report = gk.gradcheck(
+        lambda v: float(np.sum(v**3)), (w,), grad=lambda v: (3 * v**2,),
+        check_batched_grad=True, raise_exception=False,
+    )
+    assert report and any("check_batched_grad" in n and "not run" in n for n in report.notes)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from .._dropin import validate_option_rules
-from .._report import Comparison, GradientMismatch
+from .._report import Comparison, ComparisonKind, GradientMismatch
 
 __all__ = [
     "BATCH_SIZE",
@@ -49,6 +49,7 @@ __all__ = [
     "grad_attribute_comparisons",
     "masked_off_pattern_comparisons",
     "option_comparisons",
+    "private_inputs",
     "sparse_as_dense",
     "torch_gradient_mismatch",
     "undefined_grad_comparisons",
@@ -171,7 +172,39 @@ def option_comparisons(
             out += batched_forward_grad_comparisons(fn, inputs, seed=seed)
     if masked and check_backward_ad:
         out += masked_off_pattern_comparisons(fn, inputs, seed=seed)
+    for c in out:
+        c.kind = ComparisonKind.STRUCTURAL
     return out
+
+
+def private_inputs(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """Copies of the inputs for the structural checks, so that they cannot reach the caller.
+
+    Tensors keep dtype, device, strides (a backward that assumes contiguous memory meets a
+    transposed input as the caller's would), layout and `requires_grad`; generators are
+    copies in their current state (the caller's is not advanced); containers are copied
+    through; anything else is passed as it is.
+    """
+    from .torch import _like, generator_copy
+
+    def copy(x: Any) -> Any:
+        if isinstance(x, torch.Generator):
+            return generator_copy(x)
+        if isinstance(x, torch.Tensor):
+            if x.layout == torch.strided:
+                y = _like(x, x.dtype)
+                with torch.no_grad():
+                    y.copy_(x.detach())
+            else:
+                y = x.detach().clone()
+            return y.requires_grad_(x.requires_grad) if (x.is_floating_point() or x.is_complex()) else y
+        if type(x) in (tuple, list):
+            return type(x)(copy(v) for v in x)
+        if type(x) is dict:
+            return {k: copy(v) for k, v in x.items()}
+        return x
+
+    return tuple(copy(x) for x in inputs)
 
 
 # -- shared pieces -------------------------------------------------------------------------
@@ -841,6 +874,9 @@ class _Rebuild(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, pattern, masked, original, original_values):
         ctx.pattern, ctx.masked = pattern, masked
+        # An undefined gradient stays undefined: torch cannot materialize zeros of every
+        # sparse layout (blocked ones), and none are needed.
+        ctx.set_materialize_grads(False)
         if original is not None and torch.equal(values, original_values):
             # Non-masked: at the caller's own point the caller's tensor itself, so that
             # the backward runs at the caller's sparsity pattern (torch evaluates its
@@ -850,6 +886,8 @@ class _Rebuild(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if grad is None:
+            return None, None, None, None, None
         dense = grad.to_dense() if grad.layout != torch.strided else grad
         return (ctx.pattern.gather(dense) if ctx.masked else dense), None, None, None, None
 
