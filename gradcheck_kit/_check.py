@@ -11,7 +11,9 @@ from ._dropin import _MISSING, TorchOptions, function_and_inputs
 from ._engine import Settings, run
 from ._report import Report, raise_for
 from ._state import preserved_global_state
-from ._targets import CheckInputError, framework_of, make_target
+from ._targets import CheckInputError, Target, framework_of, make_target
+from ._targets._base import ComplexOutputs
+from ._views import View, needs_view, torch_view
 
 __all__ = ["gradcheck", "gradgradcheck"]
 
@@ -190,16 +192,7 @@ def _run(
     with preserved_global_state():
         restore_modules = _keep_module_state(fn, inputs)
         try:
-            try:
-                target = make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
-            except CheckInputError:
-                raise
-            except Exception as exc:
-                raise CheckInputError(
-                    f"fn raised {type(exc).__name__} when called with the given inputs: {exc}. "
-                    f"gradcheck needs a function that evaluates at its inputs; fix the function "
-                    f"or the inputs"
-                ) from exc
+            target = _target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward, options=options)
             if options.forward_only:
                 target.use_forward_mode_only()
             # NaN and Inf in a broken backward are reported as failures, not warnings.
@@ -212,6 +205,40 @@ def _run(
             restore_modules()
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+def _target(fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions) -> Target:
+    """The engine's target: the function itself, or for sparse and complex torch functions
+    their dense real view (`_views.py`), named after the caller's inputs and outputs."""
+    view = None
+    viewable = grad is None and framework_of(inputs) == "torch"
+    if viewable and needs_view(inputs):
+        view = torch_view(fn, inputs, masked=bool(options.masked), complex_outputs=False)
+    try:
+        try:
+            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        except ComplexOutputs:
+            if not viewable:
+                raise
+            view = torch_view(fn, inputs, masked=bool(options.masked), complex_outputs=True)
+            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+    except CheckInputError:
+        raise
+    except Exception as exc:
+        raise CheckInputError(
+            f"fn raised {type(exc).__name__} when called with the given inputs: {exc}. "
+            f"gradcheck needs a function that evaluates at its inputs; fix the function "
+            f"or the inputs"
+        ) from exc
+    if view is not None:
+        view.rename(target)
+    return target
+
+
+def _make(view: View | None, fn, inputs, *, grad, grad_in_forward: bool) -> Target:
+    if view is not None:
+        fn, inputs = view.function, view.inputs
+    return make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
 
 
 def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Callable[[], None]:

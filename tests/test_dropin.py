@@ -366,3 +366,71 @@ def test_torch_only_options_are_named_for_other_frameworks():
         check_batched_grad=True, raise_exception=False,
     )
     assert report and any("check_batched_grad" in n and "not run" in n for n in report.notes)
+
+
+# -- sparse and complex inputs ----------------------------------------------------------------
+
+from test_torch_options import LAYOUTS, SPARSE_FUNCTIONS, _S, square_with, z128  # noqa: E402
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name", list(SPARSE_FUNCTIONS))
+def test_sparse_inputs_get_torchs_verdict(name, layout, masked):
+    if layout == "bsr" and name == "mm":
+        pytest.skip("torch's CPU BSR matmul refuses non-square blocks")
+    x = LAYOUTS[layout](_S).requires_grad_()
+    fn = SPARSE_FUNCTIONS[name]
+    expected = torch_verdict(GC, fn, (x,), masked=masked)
+    assert kit_verdict(gk.gradcheck, fn, (x,), masked=masked) is expected
+
+
+def test_sparse_reports_name_the_specified_values():
+    x = _S.to_sparse_csr().requires_grad_()
+    report = gk.gradcheck(lambda s: s.to_dense() ** 2, (x,), masked=True, raise_exception=False)
+    assert report
+    assert any(c.input == "inputs[0] (sparse_csr, 5 specified values)" for c in report.comparisons)
+    bad = gk.gradcheck(
+        lambda s: s.to_dense(masked_grad=False), (x,), masked=True, raise_exception=False,
+    )
+    [off] = bad.failures
+    assert off.check == "masked gradient off the specified elements" and off.input == "inputs[0]"
+
+
+@pytest.mark.parametrize("conjugate", [True, False])
+def test_a_wrong_conjugate_fails_as_in_torch(conjugate):
+    fn, z = square_with(conjugate), z128(3)
+    expected = torch_verdict(GC, fn, (z,))
+    assert expected is conjugate
+    report = gk.gradcheck(fn, (z,), raise_exception=False)
+    assert bool(report) is expected
+    if not conjugate:
+        assert {c.input for c in report.failures} <= {"inputs[0].real", "inputs[0].imag"}
+        assert {c.output for c in report.failures} <= {"output.real", "output.imag"}
+        assert report.failures[0].worst  # localised to the element
+
+
+@pytest.mark.parametrize(
+    "fn, make",
+    [
+        (lambda z: (z.abs() ** 2).sum(), lambda: (z128(4),)),  # complex -> real
+        (lambda x: x * (1 + 2j), lambda: (x64(3),)),  # real -> complex
+        (lambda z, w: (z * w.conj()).exp(), lambda: (z128(2), z128(2, seed=1))),
+        (lambda z, x: torch.sin(z) * x, lambda: (z128(3), x64(3))),  # mixed
+    ],
+    ids=["C->R", "R->C", "C->C", "mixed"],
+)
+@pytest.mark.parametrize("options", [{}, {"check_forward_ad": True}, {"check_batched_grad": True}])
+def test_complex_functions_pass_as_in_torch(fn, make, options):
+    inputs = make()
+    assert torch_verdict(GC, fn, inputs, **options)
+    assert gk.gradcheck(fn, inputs, raise_exception=False, **options)
+
+
+def test_complex64_is_checked_in_complex128_when_generic():
+    z = torch.randn(4, dtype=torch.complex64, generator=torch.Generator().manual_seed(2))
+    z.requires_grad_()
+    report = gk.gradcheck(lambda a: a.exp() * a.conj(), (z,), raise_exception=False)
+    assert report and report.promoted
+    bad = gk.gradcheck(square_with(False), (z,), raise_exception=False)
+    assert not bad

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Target", "CheckInputError", "RNG_SEED"]
+__all__ = ["Target", "CheckInputError", "ComplexOutputs", "RNG_SEED"]
 
 # Seed given to the global generators before every evaluation, so that a forward that
 # draws random numbers (dropout) draws the same ones at every perturbed input.
@@ -25,6 +25,11 @@ RNG_SEED = 20240601
 
 class CheckInputError(ValueError):
     """The function or its inputs cannot be checked as given; the message says how to fix it."""
+
+
+class ComplexOutputs(CheckInputError):
+    """The function returns complex tensors, which a real target cannot compare; `gradcheck`
+    then checks it through its real and imaginary parts."""
 
 
 class Target(ABC):

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import CheckInputError, Target, call_fn
+from ._base import CheckInputError, ComplexOutputs, Target, call_fn
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
 
@@ -182,7 +182,7 @@ class TorchTarget(Target):
                 f"outputs {skipped} are not floating point and are not differentiated"
             )
         if any(o.is_complex() for o in outs):
-            raise CheckInputError(
+            raise ComplexOutputs(
                 "the function returns a complex tensor; complex outputs are not checked yet. "
                 "Return torch.view_as_real(output) instead"
             )

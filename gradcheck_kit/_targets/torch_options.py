@@ -1029,6 +1029,12 @@ class _Resolved(torch.autograd.Function):
     def backward(ctx, grad):
         return grad.resolve_conj().resolve_neg()
 
+    @staticmethod
+    def jvp(ctx, tangent):
+        # Forward mode through the view: the (real) tangent as it is, as a view, since the
+        # forward returns one.
+        return tangent.view_as(tangent)
+
 
 @dataclass
 class ComplexView:
