@@ -3,6 +3,7 @@ exceptions, and each option, judged against torch's own verdict on the same func
 
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 
@@ -190,6 +191,7 @@ GC = torch.autograd.gradcheck
 
 # sin with a wrong forward-mode rule (its backward is right), and the other way round.
 SinBadJvp = unary_function(torch.sin, torch.cos, jvp_factor=1.5, name="SinBadJvp")
+SinNanJvp = unary_function(torch.sin, torch.cos, jvp_factor=math.nan, name="SinNanJvp")
 SinBadBackward = unary_function(torch.sin, torch.cos, factor=1.5, jvp_factor=1.0, name="SinBadBackward")
 
 
@@ -213,6 +215,8 @@ CASES = [
     (SinFwdNumpy, {"check_forward_ad": True}, True),
     (SinBadJvp, {"check_forward_ad": True}, False),
     (SinBadJvp, {}, True),
+    (SinNanJvp, {}, True),  # a NaN forward rule is a note unless check_forward_ad=True
+    (SinNanJvp, {"check_forward_ad": True}, False),
     (Double, {"check_forward_ad": True}, False),  # no forward-mode rule at all
     (SinFwd, {"check_forward_ad": True, "check_backward_ad": False}, True),
     (SinBadJvp, {"check_forward_ad": True, "check_backward_ad": False}, False),

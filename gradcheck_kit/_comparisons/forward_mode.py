@@ -61,7 +61,7 @@ def forward_rule_disagreement(forward: Comparison, finite_differences: Compariso
     with finite differences within their tolerance.
     """
     fd = finite_differences
-    if not forward.error > forward.tolerance:
+    if forward.error <= forward.tolerance:  # NaN (a rule that returns NaN) is no agreement
         return None
     if not fd.passed or fd.numeric is None or forward.numeric is None:
         return None
