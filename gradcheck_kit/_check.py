@@ -61,8 +61,9 @@ def gradcheck(
       when the check could not decide (default), or return the report.
     - torch's options, with torch's defaults and meaning: `eps` (the first
       finite-difference step, in input units), `nondet_tol` (allowed difference between
-      two identical backward passes), `fast_mode` (where given: `True` probes only,
-      `False` every Jacobian element), `check_forward_ad` (`True`: a wrong or missing
+      two identical backward passes), `fast_mode` (`True`: probes only, not localised;
+      `False`, torch's full Jacobian: `mode="auto"`, whose probes find what the full
+      Jacobian would and localise a failure to its elements), `check_forward_ad` (`True`: a wrong or missing
       forward-mode rule fails; otherwise a wrong one is a note), `check_backward_ad`
       (`False`: forward mode against finite differences, the backward never called),
       `check_undefined_grad` (default `True`), `check_batched_grad`,
@@ -250,10 +251,12 @@ def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Calla
 
 
 def _settings(*, atol, rtol, mode, seed, options: TorchOptions) -> Settings:
-    if options.fast_mode is not None and mode == "auto":
-        # torch's fast_mode=False (its default, here only where a caller passes it) is the
-        # full Jacobian, element by element.
-        mode = "fast" if options.fast_mode else "full"
+    if options.fast_mode is True and mode == "auto":
+        mode = "fast"
+    # fast_mode=False (torch's full Jacobian) stays "auto": the probes find what the full
+    # Jacobian would, and a failing pair is localised element by element. mode="full"
+    # costs O(n) Richardson evaluations per input (47 s against torch's 0.12 s on a
+    # 64-64-10 MLP with its parameters), so it is only run where asked for by name.
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r} is not a mode; use one of {list(_MODES)}")
     for name, value in (("atol", atol), ("rtol", rtol)):

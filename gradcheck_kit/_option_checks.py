@@ -73,7 +73,8 @@ def _option_notes(options: TorchOptions) -> list[str]:
     if "fast_mode" in options.given:
         notes.append(
             "fast_mode=True: random probes only, not localised on failure" if options.fast_mode
-            else "fast_mode=False: every Jacobian element compared (mode='full'), as torch does"
+            else "fast_mode=False: random probes, and a failing pair localised to its "
+            "elements (mode='auto'); mode='full' compares every Jacobian element"
         )
     if "eps" in options.given and options.eps is not None:
         notes.append(
