@@ -13,7 +13,7 @@ from ._report import Report, raise_for
 from ._state import preserved_global_state
 from ._targets import CheckInputError, Target, framework_of, make_target
 from ._targets._base import ComplexOutputs
-from ._views import View, needs_view, torch_view
+from ._views import View, is_module, module_view, needs_view, torch_view
 
 __all__ = ["gradcheck", "gradgradcheck"]
 
@@ -166,6 +166,11 @@ def gradgradcheck(
             "pass torch tensors or jax arrays (for numpy, check your hand-written gradient "
             "with gradcheck(grad_component, inputs, grad=hessian_row) instead)"
         )
+    names: dict[str, str] = {}
+    if framework == "torch" and is_module(fn):
+        # A module's parameters are inputs of the first derivative too.
+        view = module_view(fn, inputs)
+        fn, inputs, names = view.function, view.inputs, view.input_names
     # Building the first derivative calls fn once: inside the preserved state too.
     with preserved_global_state():
         from . import _second_order
@@ -180,6 +185,8 @@ def gradgradcheck(
             vjp_fn, vjp_inputs, grad=None, settings=settings, options=options,
             grad_in_forward=framework == "torch",
         )
+    for c in report.comparisons if names else ():
+        c.input = ", ".join(names.get(part, part) for part in c.input.split(", "))
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
     if raise_exception:
         raise_for(report)
@@ -193,7 +200,9 @@ def _run(
     with preserved_global_state():
         restore_modules = _keep_module_state(fn, inputs)
         try:
-            target = _target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward, options=options)
+            target, view = _target(
+                fn, inputs, grad=grad, grad_in_forward=grad_in_forward, options=options
+            )
             if options.forward_only:
                 target.use_forward_mode_only()
             # NaN and Inf in a broken backward are reported as failures, not warnings.
@@ -201,27 +210,51 @@ def _run(
                 report = run(target, settings)
             from ._option_checks import add_option_checks
 
-            add_option_checks(report, fn, inputs, grad=grad, options=options, seed=settings.seed)
+            if view is not None and view.structural:
+                # A module's parameters are inputs of its view: check them too, by name.
+                add_option_checks(
+                    report, view.function, view.inputs, grad=grad, options=options,
+                    seed=settings.seed, names=view.input_names,
+                )
+            else:
+                add_option_checks(
+                    report, fn, inputs, grad=grad, options=options, seed=settings.seed
+                )
         finally:
             restore_modules()
     report.elapsed_s = time.perf_counter() - start
     return report
 
 
-def _target(fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions) -> Target:
-    """The engine's target: the function itself, or for sparse and complex torch functions
-    their dense real view (`_views.py`), named after the caller's inputs and outputs."""
+def _target(
+    fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions
+) -> tuple[Target, View | None]:
+    """The engine's target: the function itself, or for modules and for sparse and complex
+    torch functions their dense real view (`_views.py`), named after the caller's inputs,
+    parameters and outputs; and that view."""
     view = None
     viewable = grad is None and framework_of(inputs) == "torch"
-    if viewable and needs_view(inputs):
-        view = torch_view(fn, inputs, masked=bool(options.masked), complex_outputs=False)
+    if viewable and is_module(fn):
+        view = module_view(fn, inputs)
+    masked = bool(options.masked)
+
+    def real_view(complex_outputs: bool) -> View | None:
+        base_fn, base_inputs = (view.function, view.inputs) if view is not None else (fn, inputs)
+        if not (complex_outputs or needs_view(base_inputs)):
+            return view
+        return torch_view(
+            base_fn, base_inputs, masked=masked, complex_outputs=complex_outputs, base=view
+        )
+
+    if viewable:
+        view = real_view(False)
     try:
         try:
             target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
         except ComplexOutputs:
             if not viewable:
                 raise
-            view = torch_view(fn, inputs, masked=bool(options.masked), complex_outputs=True)
+            view = real_view(True)
             target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
     except CheckInputError:
         raise
@@ -233,7 +266,7 @@ def _target(fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions) -
         ) from exc
     if view is not None:
         view.rename(target)
-    return target
+    return target, view
 
 
 def _make(view: View | None, fn, inputs, *, grad, grad_in_forward: bool) -> Target:

@@ -35,8 +35,12 @@ def add_option_checks(
     grad: Callable[..., Any] | None,
     options: TorchOptions,
     seed: int,
+    names: dict[str, str] | None = None,
 ) -> None:
-    """Run the structural checks `options` select on `(fn, inputs)`; add them to `report`."""
+    """Run the structural checks `options` select on `(fn, inputs)`; add them to `report`.
+
+    `names`: the report's names of inputs (`inputs[k]` -> a parameter's dotted name).
+    """
     notes = _option_notes(options)
     framework = framework_of(inputs)
     if framework != "torch" or grad is not None:
@@ -63,6 +67,8 @@ def add_option_checks(
             f"fn raised {type(exc).__name__} in torch's structural checks (undefined, zero or "
             f"batched output gradients): {exc}"
         ) from exc
+    for c in found if names else ():
+        c.input = ", ".join(names.get(part, part) for part in c.input.split(", "))
     report.comparisons += found
     report.function_evals += counted.calls
     report.notes += notes
