@@ -13,7 +13,9 @@ from ._report import Report, raise_for
 from ._state import preserved_global_state
 from ._targets import CheckInputError, Target, framework_of, make_target
 from ._targets._base import ComplexOutputs
-from ._views import View, is_module, module_view, needs_view, torch_view
+from ._views import (
+    View, is_module, jax_complex_view, jax_has_complex_inputs, module_view, needs_view, torch_view,
+)
 
 __all__ = ["gradcheck", "gradgradcheck"]
 
@@ -40,8 +42,10 @@ def gradcheck(
 
     **Arguments:**
     - `func` (or `fn=`): the function. Torch: tensors in, a tensor or tuple of tensors
-      out; inputs with `requires_grad=True` are checked. Jax: every floating-point input
-      leaf is checked. Numpy: a scalar function, checked against `grad`.
+      out; inputs with `requires_grad=True` are checked (sparse and complex ones too); an
+      `nn.Module` is checked in its trainable parameters as well, named by their dotted
+      names. Jax: every floating-point input leaf is checked. Numpy: a scalar function,
+      checked against `grad`.
     - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
     - `grad`: a hand-written gradient, `grad(*inputs)` returning one gradient per
       differentiable input, for a scalar `fn`. Required for numpy inputs.
@@ -246,15 +250,18 @@ def _target(
             base_fn, base_inputs, masked=masked, complex_outputs=complex_outputs, base=view
         )
 
+    jax_viewable = grad is None and not viewable and framework_of(inputs) == "jax"
     if viewable:
         view = real_view(False)
+    elif jax_viewable and jax_has_complex_inputs(inputs):
+        view = jax_complex_view(fn, inputs)
     try:
         try:
             target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
         except ComplexOutputs:
-            if not viewable:
+            if not (viewable or jax_viewable):
                 raise
-            view = real_view(True)
+            view = real_view(True) if viewable else jax_complex_view(fn, inputs)
             target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
     except CheckInputError:
         raise

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["View", "is_module", "module_view", "needs_view", "torch_view"]
+__all__ = ["View", "is_module", "jax_complex_view", "module_view", "needs_view", "torch_view"]
 
 
 @dataclass
@@ -167,4 +167,71 @@ def torch_view(
         input_names={f"inputs[{i}]": name for i, name in names.items()},
         output_names=output_names, notes=notes,
         structural=base.structural if base is not None else False,
+    )
+
+
+def jax_has_complex_inputs(inputs: Sequence[Any]) -> bool:
+    import jax
+    import jax.numpy as jnp
+
+    return any(jnp.iscomplexobj(leaf) for leaf in jax.tree_util.tree_leaves(tuple(inputs)))
+
+
+def jax_complex_view(fn: Callable[..., Any], inputs: Sequence[Any]) -> View:
+    """A jax function of complex arrays as a function of real ones.
+
+    Each complex input leaf becomes the pair (real part, imaginary part), each complex
+    output leaf likewise. jax differentiates the real function with its own complex
+    convention inside (`vjp` of a holomorphic `f` maps a cotangent `c` to `c f'(z)`), and
+    the real chain rule outside, so a `custom_vjp` that conjugates where jax does not
+    (PyTorch's convention) shows as a wrong Jacobian.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    inputs = tuple(inputs)
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(inputs)
+    split = {n for n, (_, leaf) in enumerate(with_path) if jnp.iscomplexobj(leaf)}
+    parts = [
+        (jnp.real(leaf), jnp.imag(leaf)) if n in split else leaf
+        for n, (_, leaf) in enumerate(with_path)
+    ]
+    real_inputs = jax.tree_util.tree_unflatten(treedef, parts)
+
+    def split_outputs(out: Any) -> Any:
+        return jax.tree_util.tree_map(
+            lambda o: (jnp.real(o), jnp.imag(o)) if jnp.iscomplexobj(o) else o, out
+        )
+
+    def function(*args: Any) -> Any:
+        leaves = treedef.flatten_up_to(tuple(args))
+        rebuilt = [
+            jax.lax.complex(leaf[0], leaf[1]) if n in split else leaf
+            for n, leaf in enumerate(leaves)
+        ]
+        return split_outputs(fn(*jax.tree_util.tree_unflatten(treedef, rebuilt)))
+
+    input_names = {}
+    for n, (path, _) in enumerate(with_path):
+        if n in split:
+            name = f"inputs{jax.tree_util.keystr(path)}"
+            input_names[f"{name}[0]"] = f"{name}.real"
+            input_names[f"{name}[1]"] = f"{name}.imag"
+    sample = jax.tree_util.tree_leaves(fn(*inputs))
+    names: list[str] = []
+    for k, leaf in enumerate(sample):
+        name = "output" if len(sample) == 1 else f"outputs[{k}]"
+        names += [f"{name}.real", f"{name}.imag"] if jnp.iscomplexobj(leaf) else [name]
+    output_names = {f"outputs[{k}]": name for k, name in enumerate(names)}
+    if len(names) == 1:
+        output_names["output"] = names[0]
+    return View(
+        function=function, inputs=tuple(real_inputs), input_names=input_names,
+        output_names=output_names,
+        notes=[
+            "complex inputs and outputs were checked through their real and imaginary parts, "
+            "with jax's convention for complex derivatives inside (vjp of a holomorphic f "
+            "maps a cotangent c to c f'(z)), so a conjugate where jax has none shows as a "
+            "wrong Jacobian"
+        ],
     )

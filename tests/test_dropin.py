@@ -530,3 +530,58 @@ def test_gradgradcheck_of_a_module_differentiates_its_parameters_twice():
     report = gk.gradgradcheck(Net(), (x,), raise_exception=False)
     assert not report and "w" in {c.input for c in report.failures}
     assert gk.gradgradcheck(torch.nn.Linear(3, 2).double(), (x,))
+
+
+# -- jax complex functions, against jax's own check ---------------------------------------------
+
+
+def jax_square(conjugate: bool):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def square(z):
+        return z * z
+
+    def fwd(z):
+        return z * z, z
+
+    def bwd(z, g):
+        # jax's convention: vjp of a holomorphic f is c -> c f'(z), with no conjugate
+        return (g * jnp.conj(2 * z) if conjugate else g * 2 * z,)
+
+    square.defvjp(fwd, bwd)
+    return square
+
+
+def jax_verdict(fn, inputs) -> bool:
+    from jax.test_util import check_grads
+
+    try:
+        check_grads(fn, inputs, order=1, modes=["rev"])
+        return True
+    except AssertionError:
+        return False
+
+
+@pytest.mark.parametrize("conjugate", [False, True])
+def test_jax_complex_functions_follow_jaxs_convention(conjugate):
+    jnp = pytest.importorskip("jax.numpy")
+    import jax
+
+    with jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64():
+        z = jnp.array([1 + 2j, -0.5 + 0.3j, 0.7 - 1.1j])
+        fn = jax_square(conjugate)
+        expected = jax_verdict(fn, (z,))
+        assert expected is not conjugate
+        report = gk.gradcheck(fn, (z,), raise_exception=False)
+        assert bool(report) is expected
+        if conjugate:
+            assert {c.input for c in report.failures} <= {"inputs[0].real", "inputs[0].imag"}
+        for f, args in (
+            (lambda a: jnp.abs(a) ** 2, (z,)),  # complex -> real
+            (lambda x: x * (1 + 2j), (jnp.array([0.3, 1.0]),)),  # real -> complex
+            (lambda a, b: jnp.exp(a * jnp.conj(b)), (z, z[::-1])),
+        ):
+            assert jax_verdict(f, args)
+            assert gk.gradcheck(f, args, raise_exception=False)
