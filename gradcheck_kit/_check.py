@@ -67,8 +67,9 @@ def gradcheck(
       finite-difference step, in input units), `nondet_tol` (allowed difference between
       two identical backward passes), `fast_mode` (`True`: probes only, not localised;
       `False`, torch's full Jacobian: `mode="auto"`, whose probes find what the full
-      Jacobian would and localise a failure to its elements), `check_forward_ad` (`True`: a wrong or missing
-      forward-mode rule fails; otherwise a wrong one is a note), `check_backward_ad`
+      Jacobian would and localise a failure to its elements), `check_forward_ad`
+      (`True`: a wrong or missing forward-mode rule fails; otherwise a wrong one is a
+      note), `check_backward_ad`
       (`False`: forward mode against finite differences, the backward never called),
       `check_undefined_grad` (default `True`), `check_batched_grad`,
       `check_batched_forward_grad`, `check_grad_dtypes`, `masked`. The structural checks

@@ -192,7 +192,9 @@ GC = torch.autograd.gradcheck
 # sin with a wrong forward-mode rule (its backward is right), and the other way round.
 SinBadJvp = unary_function(torch.sin, torch.cos, jvp_factor=1.5, name="SinBadJvp")
 SinNanJvp = unary_function(torch.sin, torch.cos, jvp_factor=math.nan, name="SinNanJvp")
-SinBadBackward = unary_function(torch.sin, torch.cos, factor=1.5, jvp_factor=1.0, name="SinBadBackward")
+SinBadBackward = unary_function(
+    torch.sin, torch.cos, factor=1.5, jvp_factor=1.0, name="SinBadBackward"
+)
 
 
 def structural(report):
@@ -228,7 +230,10 @@ CASES = [
 
 @pytest.mark.parametrize(
     "function, options, expected", CASES,
-    ids=[f"{f.__name__}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for f, o, _ in CASES],
+    ids=[
+        f"{f.__name__}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}"
+        for f, o, _ in CASES
+    ],
 )
 def test_each_option_gives_torchs_verdict(function, options, expected):
     x = x64(5)

@@ -26,7 +26,9 @@ def oracle_comparisons(report):
 
 def test_comparison_kinds_per_oracle():
     r64 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2))
-    assert {c.kind for c in oracle_comparisons(r64)} == {ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE}
+    assert {c.kind for c in oracle_comparisons(r64)} == {
+        ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE,
+    }
     r32 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2, dtype=torch.float32))
     assert ComparisonKind.PRECISION in {c.kind for c in r32.comparisons}
     hand = gk.gradcheck(lambda x: float(np.sum(x**3)), np.array([0.5, -1.0]), grad=lambda x: 3 * x**2)

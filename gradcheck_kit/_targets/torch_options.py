@@ -197,7 +197,8 @@ def private_inputs(inputs: Sequence[Any]) -> tuple[Any, ...]:
                     y.copy_(x.detach())
             else:
                 y = x.detach().clone()
-            return y.requires_grad_(x.requires_grad) if (x.is_floating_point() or x.is_complex()) else y
+            differentiable = x.is_floating_point() or x.is_complex()
+            return y.requires_grad_(x.requires_grad) if differentiable else y
         if type(x) in (tuple, list):
             return type(x)(copy(v) for v in x)
         if type(x) is dict:
