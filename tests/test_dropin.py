@@ -590,3 +590,33 @@ def test_jax_complex_functions_follow_jaxs_convention(conjugate):
         ):
             assert jax_verdict(f, args)
             assert gk.gradcheck(f, args, raise_exception=False)
+
+
+def complex_cube(detach: bool):
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            ctx.save_for_backward(z)
+            return z**3
+
+        @staticmethod
+        def backward(ctx, g):
+            (z,) = ctx.saved_tensors
+            w = z.detach() if detach else z  # detached: first order right, second lost
+            return g * (3 * w**2).conj()
+
+    return Cube.apply
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_gradgradcheck_of_complex_functions_agrees_with_torch(detach):
+    z = z128(3)
+    fn = complex_cube(detach)
+    assert gk.gradcheck(fn, (z,))
+    expected = torch_verdict(torch.autograd.gradgradcheck, fn, (z,))
+    assert expected is not detach
+    assert kit_verdict(gk.gradgradcheck, fn, (z,)) is expected
+    x = x64(3)
+    real_to_complex = lambda a: a * (1 + 2j) * a  # noqa: E731
+    assert torch_verdict(torch.autograd.gradgradcheck, real_to_complex, (x,))
+    assert gk.gradgradcheck(real_to_complex, (x,))

@@ -475,7 +475,9 @@ def vjp_function(
     finally:
         restore()
     outs = _torch_outputs(outs)
-    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
+    # Complex outputs are differentiable too (their cotangents complex): gradcheck then
+    # checks the map through real and imaginary parts.
+    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point() or o.is_complex()]
     if not float_outs:
         raise CheckInputError(
             "fn returns no floating-point tensor, so it has no derivative to differentiate again"
@@ -484,9 +486,7 @@ def vjp_function(
         rng = np.random.default_rng(seed + 1)
         grad_outputs = tuple(
             _laid_out(
-                torch.as_tensor(rng.standard_normal(outs[k].shape)).to(
-                    dtype=outs[k].dtype, device=outs[k].device
-                ),
+                _random_cotangent(rng, outs[k]),
                 non_contiguous,
             )
             for k in float_outs
@@ -528,6 +528,14 @@ def vjp_function(
         return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
 
     return vjp, tuple(inputs) + grad_outputs
+
+
+def _random_cotangent(rng: np.random.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal entries shaped like `like` (complex: real and imaginary parts)."""
+    values = rng.standard_normal(like.shape)
+    if like.is_complex():
+        values = values + 1j * rng.standard_normal(like.shape)
+    return torch.as_tensor(values).to(dtype=like.dtype, device=like.device)
 
 
 def _requiring_grad(x: torch.Tensor) -> torch.Tensor:
