@@ -774,6 +774,187 @@ def _torch_dynamic_range() -> list[Case]:
     ]
 
 
+def _module_case(name: str, category: str, buggy: bool,
+                 make: Callable[[bool, str], Callable[..., Tensor]],
+                 inputs: Callable[[str], tuple[Tensor, ...]], description: str) -> Case:
+    """A case whose function computes with an `nn.Module` it holds (closure or bound method),
+    built in the requested dtype; `make(claimed, dtype)` gives the claimed (`True`) or the
+    reference function, both on modules with the same weights."""
+    return Case(
+        name=name, suite="zoo", category=category, framework="torch", buggy=buggy,
+        build=lambda dtype: Problem(make(True, dtype), inputs(dtype)),
+        reference=lambda dtype: Problem(make(False, dtype), inputs(dtype)),
+        description=description,
+    )
+
+
+def _torch_float32_modules() -> list[Case]:
+    """Float32 networks held outside the inputs: a closure's CNN, a bound method's RMSNorm.
+
+    In float32 their weights cannot meet float64 inputs, so a check that promotes the
+    inputs only falls back to float32 finite differences, too weak for errors of a few
+    percent; these cases need the modules themselves checked on float64 copies."""
+    cat = "float32 module"
+
+    class Centre(torch.nn.Module):
+        def __init__(self, detach: bool) -> None:
+            super().__init__()
+            self.detach = detach
+
+        def forward(self, x: Tensor) -> Tensor:
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            std = x.std(dim=(2, 3), keepdim=True)
+            return (x - (mean.detach() if self.detach else mean)) / std
+
+    def cnn(middle: torch.nn.Module, dtype: str) -> torch.nn.Module:
+        torch.manual_seed(90)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), middle, torch.nn.Tanh(), torch.nn.Flatten(),
+            torch.nn.Linear(8 * 8 * 8, 3),
+        )
+        return net.to(_DT[dtype])
+
+    def closure_cnn(detach: bool) -> Callable[[bool, str], Callable[..., Tensor]]:
+        def make(claimed: bool, dtype: str) -> Callable[..., Tensor]:
+            net = cnn(Centre(detach and claimed), dtype)
+            return lambda x: (net(x) ** 2).sum()
+        return make
+
+    class LastTileTanh(torch.autograd.Function):
+        """tanh whose backward scales the last 8 elements by 0.97: an off-by-one last tile."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Tensor) -> Tensor:
+            y = torch.tanh(x)
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx: Any, g: Tensor) -> Tensor:
+            (y,) = ctx.saved_tensors
+            dx = (g * (1 - y * y)).reshape(-1).clone()
+            dx[-8:] *= 0.97
+            return dx.reshape(y.shape)
+
+    class Apply(torch.nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return LastTileTanh.apply(x)
+
+    def last_tile_cnn(claimed: bool, dtype: str) -> Callable[..., Tensor]:
+        net = cnn(Apply() if claimed else torch.nn.Tanh(), dtype)
+        return lambda x: (net(x) ** 2).sum()
+
+    def batchnorm_cnn(claimed: bool, dtype: str) -> Callable[..., Tensor]:
+        net = cnn(torch.nn.BatchNorm2d(8), dtype)
+        return lambda x: (net(x) ** 2).sum()
+
+    class RMSNormFn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Tensor, w: Tensor, stale: bool) -> Tensor:
+            rms = torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6)
+            ctx.save_for_backward(x, w, rms)
+            ctx.stale = stale
+            return x / rms * w
+
+        @staticmethod
+        def backward(ctx: Any, g: Tensor) -> Any:
+            x, w, rms = ctx.saved_tensors
+            gw = g * w
+            dx = gw / rms
+            if not ctx.stale:  # the stale version treats the statistic as a constant
+                dx = dx - x * (gw * x).mean(-1, keepdim=True) / rms**3
+            return dx, None, None
+
+    class NormProject(torch.nn.Module):
+        """RMSNorm, then a linear projection: the block of a transformer's output head."""
+
+        def __init__(self, stale: bool | None, dtype: str) -> None:
+            super().__init__()
+            torch.manual_seed(93)
+            weights = np.linspace(0.5, 1.5, 6)
+            self.weight = torch.nn.Parameter(torch.tensor(weights, dtype=_DT[dtype]))
+            self.project = torch.nn.Linear(6, 3).to(_DT[dtype])
+            self.stale = stale
+
+        def forward(self, x: Tensor) -> Tensor:
+            if self.stale is None:
+                rms = torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6)
+                return self.project(x / rms * self.weight)
+            return self.project(RMSNormFn.apply(x, self.weight, self.stale))
+
+    def bound_rmsnorm(stale: bool) -> Callable[[bool, str], Callable[..., Tensor]]:
+        return lambda claimed, dtype: NormProject(stale if claimed else None, dtype).forward
+
+    images = lambda dtype: (_tensor(_normal(91, (2, 3, 10, 10)), dtype),)
+    rows = lambda dtype: (_tensor(_normal(92, (4, 6), scale=2.0), dtype),)
+    return [
+        _module_case("float32_closure_cnn_detached_mean", cat, True, closure_cnn(True), images,
+                     "a CNN in a closure whose normalisation layer detaches the mean"),
+        _module_case("float32_closure_cnn_correct", "control", False, closure_cnn(False), images,
+                     "the same CNN normalising with the mean attached, correct"),
+        _module_case("float32_closure_cnn_last_tile_off", cat, True, last_tile_cnn, images,
+                     "a CNN in a closure whose tanh backward scales its last 8 elements by 0.97"),
+        _module_case("float32_closure_cnn_batchnorm_correct", "control", False, batchnorm_cnn,
+                     images,
+                     "a conv-BatchNorm-tanh-linear CNN in a closure, training mode, correct"),
+        _module_case("float32_bound_rmsnorm_stale_statistic", cat, True, bound_rmsnorm(True), rows,
+                     "a bound method's RMSNorm + linear block whose backward holds the rms "
+                     "constant"),
+        _module_case("float32_bound_rmsnorm_correct", "control", False, bound_rmsnorm(False), rows,
+                     "the same block with the full RMSNorm backward, correct"),
+    ]
+
+
+def _on_grid(x: Tensor) -> Tensor:
+    """x itself, after checking that x lies on a 0.01 grid (as input validation does)."""
+    if not torch.allclose(x, x.round(decimals=2), atol=1e-4):
+        raise ValueError("inputs must lie on a 0.01 grid")
+    return x
+
+
+def _torch_finite_difference_edges() -> list[Case]:
+    """Issue 10 items 1, 6 and 7: correct functions at the edges of finite differences
+    (a cancelling forward, an input check that refuses the default step, a backward
+    accurate to 1e-10 only), each with a wrong-gradient twin."""
+    small = lambda dtype: (_tensor(_normal(80, (4, 3), scale=1e-4), dtype),)
+    grid = lambda dtype: (_tensor(np.array([0.12, 0.35, 0.8, -0.47, 1.25]), dtype),)
+    positive = lambda dtype: (_tensor(_uniform(81, (20,), 0.5, 3.5), dtype),)
+
+    def logdet(x: Tensor) -> Tensor:
+        return torch.logdet(torch.eye(x.shape[0], dtype=x.dtype) + x @ x.T)
+
+    def logdet_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        def grad(g: Tensor, x: Tensor) -> Tensor:
+            m = torch.eye(x.shape[0], dtype=x.dtype) + x @ x.T
+            return g * factor * 2.0 * torch.linalg.solve(m, x)
+        return grad
+
+    def cube_on_grid(x: Tensor) -> Tensor:
+        return _on_grid(x) ** 3
+
+    def cube_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda g, x: g * factor * 3.0 * x**2
+
+    def digamma_grad(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda g, x: g * factor * torch.polygamma(1, x)
+
+    cat = "finite-difference edges"
+    return [
+        _torch_case("logdet_near_identity_correct", "control", False, logdet, logdet, small,
+                    description="logdet(I + X X^T) at X ~ 1e-4 (the output cancels), correct"),
+        _unary("logdet_near_identity_x1.5", cat, True, logdet, logdet_grad(1.5), small,
+               "logdet(I + X X^T) at X ~ 1e-4 with the gradient x1.5"),
+        _torch_case("validated_input_correct", "control", False, cube_on_grid, cube_on_grid, grid,
+                    description="x**3 of an input it checks to lie on a 0.01 grid, correct"),
+        _unary("validated_input_x2", cat, True, cube_on_grid, cube_grad(2.0), grid,
+               "x**3 of an input checked to lie on a 0.01 grid, gradient x2"),
+        _torch_case("digamma_correct", "control", False, torch.digamma, torch.digamma, positive,
+                    description="digamma over [0.5, 3.5] (its backward is ~5e-10 off), correct"),
+        _unary("digamma_x1.01", cat, True, torch.digamma, digamma_grad(1.01), positive,
+               "digamma over [0.5, 3.5] with the gradient 1% too large"),
+    ]
+
+
 def zoo_cases() -> list[Case]:
     """Every case of the bug zoo, torch first, then jax and numpy.
 
@@ -798,6 +979,8 @@ def zoo_cases() -> list[Case]:
         + _torch_held_fixed_and_independent()
         + _torch_kinked_probe()
         + _torch_dynamic_range()
+        + _torch_float32_modules()
+        + _torch_finite_difference_edges()
         + _jax_cases()
         + _numpy_cases()
     )

@@ -13,6 +13,7 @@ from ._report import Comparison, ComparisonKind, Element, GradientMismatch, Inco
 
 if TYPE_CHECKING:
     from ._check import gradcheck, gradgradcheck
+    from ._module_check import check_module
     from ._matrix import CrossCheckReport, CrossCheckRow, crosscheck
     from ._reference import CompareReport, ReferenceMismatch, compare
     from ._targets import CheckInputError
@@ -33,6 +34,7 @@ __all__ = [
     "ReferenceMismatch",
     "Report",
     "ToleranceModel",
+    "check_module",
     "compare",
     "crosscheck",
     "gradcheck",
@@ -44,6 +46,7 @@ __all__ = [
 _LAZY = {
     "gradcheck": "._check",
     "gradgradcheck": "._check",
+    "check_module": "._module_check",
     "compare": "._reference",
     "CompareReport": "._reference",
     "ReferenceMismatch": "._reference",

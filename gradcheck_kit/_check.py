@@ -14,7 +14,7 @@ from ._state import preserved_global_state
 from ._targets import CheckInputError, Target, framework_of, make_target
 from ._targets._base import ComplexOutputs
 from ._views import (
-    View, is_module, jax_complex_view, jax_has_complex_inputs, module_view, needs_view, torch_view,
+    View, jax_complex_view, jax_has_complex_inputs, needs_view, torch_view,
 )
 
 __all__ = ["gradcheck", "gradgradcheck"]
@@ -32,6 +32,7 @@ def gradcheck(
     mode: str = "auto",
     seed: int = 0,
     raise_exception: bool = True,
+    promote: Any = None,
     **kw: Any,
 ) -> Report:
     """Check the derivatives of `fn` at `inputs` against independent oracles.
@@ -42,9 +43,8 @@ def gradcheck(
 
     **Arguments:**
     - `func` (or `fn=`): the function. Torch: tensors in, a tensor or tuple of tensors
-      out; inputs with `requires_grad=True` are checked (sparse and complex ones too); an
-      `nn.Module` is checked in its trainable parameters as well, named by their dotted
-      names. Jax: every floating-point input leaf is checked. Numpy: a scalar function,
+      out; inputs with `requires_grad=True` are checked (sparse and complex ones too).
+      Jax: every floating-point input leaf is checked. Numpy: a scalar function,
       checked against `grad`.
     - `inputs`: one tensor or array, or a tuple or list of them (and of other arguments).
     - `grad`: a hand-written gradient, `grad(*inputs)` returning one gradient per
@@ -63,6 +63,13 @@ def gradcheck(
     - `raise_exception`: raise `GradientMismatch` on failure (for torch functions also a
       `torch.autograd.gradcheck.GradcheckError`, so a `RuntimeError`), `InconclusiveCheck`
       when the check could not decide (default), or return the report.
+    - `promote`: torch only. Reduced-precision inputs are checked in float64 where the
+      function allows it; by default the `nn.Module`s the function reaches (itself, a bound
+      method's object, closures, globals, inputs) are then run on float64 copies of their
+      floating parameters and buffers, the same values, the caller's objects untouched.
+      A tensor, module, or sequence of them promotes those too (float32 weights captured
+      in a closure); `False` promotes the inputs only. `report.promoted_objects` says what
+      was promoted.
     - torch's options, with torch's defaults and meaning: `eps` (the first
       finite-difference step, in input units), `nondet_tol` (allowed difference between
       two identical backward passes), `fast_mode` (`True`: probes only, not localised;
@@ -89,7 +96,9 @@ def gradcheck(
     options = TorchOptions.parse(kw)
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
-    report = _run(fn, _as_tuple(inputs), grad=grad, settings=settings, options=options)
+    report = _run(
+        fn, _as_tuple(inputs), grad=grad, settings=settings, options=options, promote=promote
+    )
     if raise_exception:
         raise_for(report)
     return report
@@ -109,6 +118,7 @@ def gradgradcheck(
     mode: str = "auto",
     seed: int = 0,
     raise_exception: bool = True,
+    promote: Any = None,
     **kw: Any,
 ) -> Report:
     """Check second derivatives: `gradcheck` of the map `(inputs, v) -> J(inputs)^T v`.
@@ -117,7 +127,8 @@ def gradgradcheck(
     random from `seed` when not given (non-contiguous with
     `gen_non_contig_grad_outputs=True`). `check_rev_over_rev` and `check_fwd_over_rev` are
     torch's: the map is checked by reverse mode (its `check_backward_ad`) and by forward
-    mode over it (its `check_forward_ad`). Works for torch and jax functions.
+    mode over it (its `check_forward_ad`). Works for torch and jax functions; `promote` as in
+    `gradcheck`.
 
     **Example:**
     ```python
@@ -171,11 +182,6 @@ def gradgradcheck(
             "pass torch tensors or jax arrays (for numpy, check your hand-written gradient "
             "with gradcheck(grad_component, inputs, grad=hessian_row) instead)"
         )
-    names: dict[str, str] = {}
-    if framework == "torch" and is_module(fn):
-        # A module's parameters are inputs of the first derivative too.
-        view = module_view(fn, inputs)
-        fn, inputs, names = view.function, view.inputs, view.input_names
     # Building the first derivative calls fn once: inside the preserved state too.
     with preserved_global_state():
         from . import _second_order
@@ -188,10 +194,8 @@ def gradgradcheck(
             vjp_fn, vjp_inputs = _second_order.jax_vjp_function(fn, inputs, grad_outputs, seed)
         report = _run(
             vjp_fn, vjp_inputs, grad=None, settings=settings, options=options,
-            grad_in_forward=framework == "torch",
+            grad_in_forward=framework == "torch", promote=promote,
         )
-    for c in report.comparisons if names else ():
-        c.input = ", ".join(names.get(part, part) for part in c.input.split(", "))
     report.notes.insert(0, "second order: checked the map (inputs, v) -> J(inputs)^T v")
     if raise_exception:
         raise_for(report)
@@ -199,14 +203,23 @@ def gradgradcheck(
 
 
 def _run(
-    fn, inputs, *, grad, settings: Settings, options: TorchOptions, grad_in_forward: bool = False
+    fn,
+    inputs,
+    *,
+    grad,
+    settings: Settings,
+    options: TorchOptions,
+    grad_in_forward: bool = False,
+    input_names: Sequence[str] | None = None,
+    promote: Any = None,
 ) -> Report:
     start = time.perf_counter()
     with preserved_global_state():
         restore_modules = _keep_module_state(fn, inputs)
         try:
-            target, view = _target(
-                fn, inputs, grad=grad, grad_in_forward=grad_in_forward, options=options
+            target, _ = _target(
+                fn, inputs, grad=grad, grad_in_forward=grad_in_forward, options=options,
+                input_names=input_names, promote=promote,
             )
             if options.forward_only:
                 target.use_forward_mode_only()
@@ -215,16 +228,13 @@ def _run(
                 report = run(target, settings)
             from ._option_checks import add_option_checks
 
-            if view is not None and view.structural:
-                # A module's parameters are inputs of its view: check them too, by name.
-                add_option_checks(
-                    report, view.function, view.inputs, grad=grad, options=options,
-                    seed=settings.seed, names=view.input_names,
-                )
-            else:
-                add_option_checks(
-                    report, fn, inputs, grad=grad, options=options, seed=settings.seed
-                )
+            # On the caller's function and inputs: torch runs these checks on the sparse and
+            # complex tensors themselves. Named as the report names the inputs.
+            names = dict(zip((f"inputs[{k}]" for k in range(len(inputs))), input_names or ()))
+            add_option_checks(
+                report, fn, inputs, grad=grad, options=options, seed=settings.seed,
+                names=names or None,
+            )
         finally:
             restore_modules()
     report.elapsed_s = time.perf_counter() - start
@@ -232,24 +242,20 @@ def _run(
 
 
 def _target(
-    fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions
+    fn, inputs, *, grad, grad_in_forward: bool, options: TorchOptions,
+    input_names: Sequence[str] | None = None, promote: Any = None,
 ) -> tuple[Target, View | None]:
-    """The engine's target: the function itself, or for modules and for sparse and complex
-    torch functions their dense real view (`_views.py`), named after the caller's inputs,
-    parameters and outputs; and that view."""
+    """The engine's target: the function itself, or for sparse and complex functions their
+    dense real view (`_views.py`), named after the caller's inputs and outputs; and that
+    view."""
     view = None
     viewable = grad is None and framework_of(inputs) == "torch"
-    if viewable and is_module(fn):
-        view = module_view(fn, inputs)
     masked = bool(options.masked)
 
     def real_view(complex_outputs: bool) -> View | None:
-        base_fn, base_inputs = (view.function, view.inputs) if view is not None else (fn, inputs)
-        if not (complex_outputs or needs_view(base_inputs)):
-            return view
-        return torch_view(
-            base_fn, base_inputs, masked=masked, complex_outputs=complex_outputs, base=view
-        )
+        if not (complex_outputs or needs_view(inputs)):
+            return None
+        return torch_view(fn, inputs, masked=masked, complex_outputs=complex_outputs)
 
     jax_viewable = grad is None and not viewable and framework_of(inputs) == "jax"
     if viewable:
@@ -258,12 +264,14 @@ def _target(
         view = jax_complex_view(fn, inputs)
     try:
         try:
-            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward,
+                           input_names=input_names, promote=promote)
         except ComplexOutputs:
             if not (viewable or jax_viewable):
                 raise
             view = real_view(True) if viewable else jax_complex_view(fn, inputs)
-            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+            target = _make(view, fn, inputs, grad=grad, grad_in_forward=grad_in_forward,
+                           input_names=input_names, promote=promote)
     except CheckInputError:
         raise
     except Exception as exc:
@@ -277,10 +285,17 @@ def _target(
     return target, view
 
 
-def _make(view: View | None, fn, inputs, *, grad, grad_in_forward: bool) -> Target:
+def _make(
+    view: View | None, fn, inputs, *, grad, grad_in_forward: bool,
+    input_names: Sequence[str] | None, promote: Any,
+) -> Target:
     if view is not None:
-        fn, inputs = view.function, view.inputs
-    return make_target(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        # The view names its own inputs after the caller's (View.rename).
+        fn, inputs, input_names = view.function, view.inputs, None
+    return make_target(
+        fn, inputs, grad=grad, grad_in_forward=grad_in_forward, input_names=input_names,
+        promote=promote,
+    )
 
 
 def _keep_module_state(fn: Callable[..., Any], inputs: tuple[Any, ...]) -> Callable[[], None]:

@@ -47,7 +47,7 @@ class TorchOptions:
         if unknown:
             raise TypeError(
                 f"{entry} got unexpected keyword argument(s) {unknown}. Accepted: grad, atol, "
-                f"rtol, mode, seed, raise_exception, and torch.autograd.{entry}'s "
+                f"rtol, mode, seed, raise_exception, promote, and torch.autograd.{entry}'s "
                 f"{sorted(cls.names())}"
             )
         values = dict(kw)

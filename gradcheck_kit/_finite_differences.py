@@ -12,23 +12,99 @@ converge to the wrong value while the one-sided scheme on the smooth side stays 
 where the kink sits exactly at the point, the two one-sided derivatives differ and their
 interval is what a subgradient may lie in. If no scheme reaches the requested accuracy the
 step is cut by `shrink` and the process repeats, which also steps back inside a domain
-(log, sqrt) where a large step left it.
+(log, sqrt) where a large step left it, or below the resolution of an input check that
+the function performs (`OutsideDomain`).
+
+Evaluation noise. The model bound, `_NOISE_ULPS` ulps of the largest |g| seen, scales
+with the outputs; where the outputs cancel (`log(1 + x*x)` at small x, `x - x.mean()`,
+`logdet(I + X X^T)`) the rounding that reaches them is that of intermediates far larger
+than the outputs. Before the first retry the noise is therefore measured from the
+evaluations themselves (`measure_noise`): at four offsets far below the step, a fitted
+quadratic removes the smooth part of `g`, and what remains is noise. The
+larger of the two bounds holds for every step tried, and the estimate kept is the best
+over all steps, so a retry never makes a noise-limited estimate worse.
+
+Reliability. Where the estimates of successive steps disagree by more than their error
+estimates allow, or the kept step's table is irregular beyond what noise explains, or
+curvature dominates its smallest step, the error estimate is not trustworthy (a jump of
+a higher derivative inside every step, an ill-conditioned problem that no step
+resolves). `Derivative.unreliable` marks those elements, so that a comparison can tell a
+wrong gradient from a derivative that finite differences cannot decide.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Derivative", "directional_derivative", "default_step"]
+__all__ = [
+    "Derivative",
+    "NOISE_OFFSET",
+    "NOISE_SIGMAS",
+    "Noise",
+    "OutsideDomain",
+    "Scheme",
+    "default_step",
+    "directional_derivative",
+    "measure_noise",
+    "richardson_noise_gain",
+    "with_noise",
+]
 
 # Evaluation noise of g, in units of eps times the largest |g| seen at any step. A few ulps
 # per operation is typical; this is the headroom for a function of a handful of operations
-# applied per element. Functions that cancel more show it in Richardson's differences.
+# applied per element. Functions that cancel more are measured (`measure_noise`).
 _NOISE_ULPS = 16.0
+
+# Noise is measured at four offsets of about ±δ and ±2δ, δ = NOISE_OFFSET times the
+# smallest step: far below the step, so that truncation is negligible there, and near the
+# point, whose rounding is what is measured. The offsets are unevenly spaced on purpose:
+# the rounding error of g is a sawtooth in t, and evenly spaced samples of a sawtooth can
+# alias into a straight line, which would read as no noise at all.
+NOISE_OFFSET = 2.0**-6
+_OFFSETS = np.array([-1.83, -0.71, 0.0, 0.59, 1.97])
+# A least-squares quadratic through the five values leaves two degrees of freedom of
+# residual; its root mean square estimates the noise's standard deviation, and the bound
+# is this many of them.
+NOISE_SIGMAS = 4.0
+_POLY = np.vander(_OFFSETS, 3)
+# Rows of the residual projection I - X (X^T X)^-1 X^T, for X the quadratic's basis.
+_RESIDUAL = np.eye(5) - _POLY @ np.linalg.solve(_POLY.T @ _POLY, _POLY.T)
+
+
+class Scheme(enum.IntEnum):
+    """The difference scheme chosen per output element (the codes of `Derivative.scheme`)."""
+
+    CENTRAL = 0
+    FORWARD = 1
+    BACKWARD = 2
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Evaluation noise measured at a point, per element (`measure_noise`).
+
+    `level`: the bound per evaluation (NaN where the offsets did not change g at all).
+    `structured`: where the residual grew as the offsets shrank, which noise does not do:
+    g is singular on the scale of the offsets, and no step resolves its derivative.
+    """
+
+    level: np.ndarray
+    structured: np.ndarray
+
+
+class OutsideDomain(Exception):
+    """Raised by `g` where it has no value at a step (the function rejected the input).
+
+    Treated as a non-finite value: the steps shrink until `g` has values on at least one
+    side of the point. `str(exc)` says why, for the notes; if no step works, the exception
+    is raised again to the caller.
+    """
 
 
 @dataclass(frozen=True)
@@ -46,10 +122,39 @@ class Derivative:
     lower: np.ndarray
     upper: np.ndarray
     kink: np.ndarray
-    scheme: np.ndarray  # 0 central, 1 forward, 2 backward
+    scheme: np.ndarray  # `Scheme` codes
     step: float
     evals: int
     notes: tuple[str, ...]
+    #: Evaluation noise measured at the point (`measure_noise`), per element; None where
+    #: only the model bound was used.
+    noise: np.ndarray | None = None
+    #: Per element: whether every step tried agreed with the kept estimate within both
+    #: error estimates. None where only one step gave an estimate.
+    resolved: np.ndarray | None = None
+    #: The smallest step of each attempt that gave an estimate, in the order tried.
+    steps_tried: tuple[float, ...] = ()
+    #: Per element: whether the kept step's table was regular (its differences shrink as
+    #: the error series says; see `_richardson`). None when not known.
+    regular: np.ndarray | None = None
+    #: Per element: whether the error estimate itself is untrustworthy: the steps tried
+    #: disagree beyond their estimates, or the kept table is irregular by more than the
+    #: noise explains (no step reached the range where the error series holds: a jump of a
+    #: higher derivative inside every step, an ill-conditioned problem). None: not known.
+    unreliable: np.ndarray | None = None
+    #: Per element: |forward - backward| extrapolated one-sided derivatives (0 where only
+    #: one side exists). None: not known.
+    jump: np.ndarray | None = None
+    #: Per element: whether curvature, beyond noise, dominated the change of g over the
+    #: kept smallest step (`|g(h) + g(-h) - 2 g(0)| > |g(h) - g(-h)|`). None: not known.
+    curved: np.ndarray | None = None
+
+    @property
+    def unresolved(self) -> np.ndarray:
+        """Where the steps tried disagree beyond their error estimates (all False if one)."""
+        if self.resolved is None:
+            return np.zeros(self.value.shape, dtype=bool)
+        return ~self.resolved
 
 
 def default_step(eps: float) -> float:
@@ -63,6 +168,131 @@ def default_step(eps: float) -> float:
     return float(2.0 ** np.floor(np.log2(eps ** 0.2)))
 
 
+@functools.lru_cache(maxsize=None)
+def richardson_noise_gain(levels: int, *, one_sided: bool) -> float:
+    """Sum of the magnitudes of Richardson's weights on the evaluations `g(t)`, times `h_min`.
+
+    Extrapolating the differences at steps `h, h/2, ..., h/2**(levels-1)` is a linear
+    combination of evaluations of `g`; noise of size `delta` in each evaluation reaches the
+    result as at most `gain * delta / h_min`. For `levels=3`: 33/20 for central differences,
+    11/2 for one-sided ones (the evaluation at the point itself included), the value
+    FiniteDifferences.jl calls `f_error_mult = sum(abs.(coefs))`.
+    """
+    ratio = 2.0 if one_sided else 4.0
+    steps = [2.0**-k for k in range(levels)]
+    # Each row maps an evaluation's key (side, level) to its weight.
+    rows: list[dict[Any, float]] = []
+    for k, h in enumerate(steps):
+        if one_sided:
+            rows.append({("+", k): 1.0 / h, "g0": -1.0 / h})
+        else:
+            rows.append({("+", k): 0.5 / h, ("-", k): -0.5 / h})
+    factor = ratio
+    while len(rows) > 1:
+        rows = [
+            {
+                key: (factor * hi.get(key, 0.0) - lo.get(key, 0.0)) / (factor - 1.0)
+                for key in set(lo) | set(hi)
+            }
+            for lo, hi in zip(rows[:-1], rows[1:])
+        ]
+        factor *= ratio
+    return sum(abs(w) for w in rows[0].values()) * steps[-1]
+
+
+def measure_noise(
+    g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float,
+    *, allowed: np.ndarray | None = None,
+) -> tuple[Noise | None, int]:
+    """Evaluation noise of `g` near 0, per element, from evaluations at offsets ~±δ, ±2δ.
+
+    Over so small a range `g` is a polynomial of low degree plus its rounding noise; the
+    residual of a least-squares quadratic through the five values (g0 included) is the
+    noise; a second sample at offsets 16 times smaller (4 evaluations) tells it from
+    structure. Where an element did not change at all across the offsets, its quantum
+    is larger than they reach: it is measured again at offsets 16 times larger (4 more
+    evaluations), and is NaN where those do not resolve it either. Returns the `Noise`
+    (`NOISE_SIGMAS` times its standard deviation; None where `g` has no finite value at an
+    offset) and the evaluations spent. `allowed`: noise the caller's model already allows;
+    where the first sample stays below it everywhere, it changes nothing and is returned
+    as it is (4 evaluations in all).
+    """
+    noise, spread, spent = _noise_at(g, g0, delta)
+    if noise is None or spread is None:
+        return None, spent
+    if allowed is not None and np.all(noise <= allowed) and not np.any(spread == 0):
+        return Noise(noise, np.zeros(g0.shape, dtype=bool)), spent
+    # Noise does not depend on the offsets; what a smooth function leaves in the residual
+    # (a cubic term) falls 4096-fold at offsets 16 times smaller. Where it falls by more
+    # than 64, the residual was structure, not noise (a problem so ill-conditioned that
+    # it is far from polynomial even at these offsets); the smaller sample is the bound.
+    finer, fine_spread, more = _noise_at(g, g0, delta / 16.0)
+    spent += more
+    structured = np.zeros(g0.shape, dtype=bool)
+    if finer is not None:
+        smooth = (fine_spread > 0) & (finer < noise / 64.0)
+        # Growing as the offsets shrink: a function singular on this scale (1/t-like, an
+        # ill-conditioned solve): neither noise nor polynomial, finite differences at
+        # larger steps cannot resolve it.
+        structured = (fine_spread > 0) & (finer > 4.0 * noise)
+        noise = np.where(smooth, finer, noise)
+    if np.any(spread == 0):
+        wider, wide_spread, more = _noise_at(g, g0, 16.0 * delta)
+        spent += more
+        if wider is None:
+            noise = np.where(spread == 0, np.nan, noise)
+        else:
+            noise = np.where(spread == 0, np.where(wide_spread == 0, np.nan, wider), noise)
+    return Noise(noise, structured), spent
+
+
+def _noise_at(
+    g: Callable[[float], np.ndarray], g0: np.ndarray, delta: float
+) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    """The noise from the offsets scaled by `delta`, the values' spread, evaluations spent."""
+    ys = []
+    for c in _OFFSETS:
+        if c == 0.0:
+            ys.append(g0)
+            continue
+        try:
+            y = np.asarray(g(float(c) * delta), dtype=np.float64)
+        except OutsideDomain:
+            return None, None, len(ys)
+        if y.shape != g0.shape or not np.all(np.isfinite(y)):
+            return None, None, len(ys)
+        ys.append(y)
+    stacked = np.stack([y.ravel() for y in ys])  # (5, n)
+    residual = _RESIDUAL @ (stacked - stacked[2])
+    sigma = np.sqrt(np.sum(residual * residual, axis=0) / 2.0).reshape(g0.shape)
+    spread = (stacked.max(axis=0) - stacked.min(axis=0)).reshape(g0.shape)
+    return NOISE_SIGMAS * sigma, spread, 4
+
+
+def with_noise(d: Derivative, measured: Noise, *, levels: int) -> Derivative:
+    """`d` with its rounding bound raised to what measured per-element `noise` implies.
+
+    The model bound is kept where it is larger; the kink intervals widen by the extra
+    rounding of both one-sided estimates.
+    """
+    noise = np.nan_to_num(measured.level, nan=0.0)  # offsets too small to change g: no news
+    central = d.scheme == Scheme.CENTRAL
+    gain = np.where(
+        central, richardson_noise_gain(levels, one_sided=False),
+        richardson_noise_gain(levels, one_sided=True),
+    )
+    bound = gain * noise / d.step
+    extra = np.maximum(bound - d.rounding, 0.0)
+    one_sided = richardson_noise_gain(levels, one_sided=True)
+    widen = np.where(d.kink, 2.0 * one_sided * noise / d.step, extra)
+    return dataclasses.replace(
+        d, error=d.error + extra, rounding=d.rounding + extra, lower=d.lower - widen,
+        upper=d.upper + widen, noise=noise,
+        unreliable=(measured.structured & ~d.kink) if d.unreliable is None
+        else d.unreliable | (measured.structured & ~d.kink),
+    )
+
+
 def directional_derivative(
     g: Callable[[float], np.ndarray],
     *,
@@ -74,12 +304,14 @@ def directional_derivative(
     shrink: float = 2.0**-4,
     retries: int = 4,
     safety: float = 8.0,
+    measure: bool = True,
 ) -> Derivative:
     """Differentiate `g` at 0 with Richardson extrapolation and an error estimate.
 
     **Arguments:**
     - `g`: maps a step `t` to an array (float64); it must return the same shape for
-      every `t`. Non-finite values at a step trigger a retry with smaller steps.
+      every `t`. Non-finite values at a step, or `OutsideDomain` raised there, trigger a
+      retry with smaller steps.
     - `eps`: unit roundoff of the precision `g` is evaluated in.
     - `step`: the largest step `h`.
     - `g0`: `g(0)` if already known (saves one evaluation).
@@ -89,6 +321,7 @@ def directional_derivative(
     - `safety`: factor on Richardson's truncation estimate (the size of the last
       correction, which usually over-states the remaining error but not always). The
       rounding bound is already a bound and is not multiplied.
+    - `measure`: measure the evaluation noise (4 evaluations) before the first retry.
 
     **Returns:** a `Derivative`; `evals` counts the calls to `g`.
     """
@@ -100,70 +333,256 @@ def directional_derivative(
         evals += 1
     notes: list[str] = []
     best: Derivative | None = None
+    # What the agreement between steps needs of each attempt (not whole estimates: at
+    # 1e7 outputs each array is 80 MB).
+    attempts: list[_Attempt] = []
+    noise: np.ndarray | None = None
+    offset: float | None = None  # where the noise was measured
+    structured = np.zeros(g0.shape, dtype=bool)
+    rejected: OutsideDomain | None = None  # the last time g refused a step
     h = step
     for attempt in range(retries + 1):
         points = []
+        refused: OutsideDomain | None = None
         for i in range(levels):
             hi = h * 2.0**-i
-            plus = np.asarray(g(hi), dtype=np.float64)
-            minus = np.asarray(g(-hi), dtype=np.float64)
+            plus, minus = _at(g, hi), _at(g, -hi)
             evals += 2
-            if plus.shape != g0.shape or minus.shape != g0.shape:
-                raise ValueError(
-                    f"the function returned shape {plus.shape} at a perturbed input but "
-                    f"{g0.shape} at the point itself; outputs must not change shape"
-                )
+            for side in (plus, minus):
+                if isinstance(side, OutsideDomain):
+                    refused = side
+                elif side.shape != g0.shape:
+                    raise ValueError(
+                        f"the function returned shape {side.shape} at a perturbed input but "
+                        f"{g0.shape} at the point itself; outputs must not change shape"
+                    )
             points.append((hi, plus, minus))
-        plus_ok = all(np.all(np.isfinite(p)) for _, p, _ in points)
-        minus_ok = all(np.all(np.isfinite(m)) for _, _, m in points)
+        plus_ok = all(_finite(p) for _, p, _ in points)
+        minus_ok = all(_finite(m) for _, _, m in points)
         if not (plus_ok or minus_ok):
             notes.append(
+                f"{_why(refused)} at step {h:.3g} (in units of the input's scale): retried "
+                f"with smaller steps"
+                if refused is not None else
                 f"non-finite output at step {h:.3g}: the step left the function's domain; "
                 f"retried with smaller steps"
             )
+            rejected = refused or rejected
             h *= shrink
             continue
+        if rejected is not None and not attempts:
+            notes.append(f"the function accepted the perturbed inputs at step {h:.3g}")
         if not (plus_ok and minus_ok):
             side = "forward" if plus_ok else "backward"
             notes.append(
+                f"{_why(refused)} on one side of the input at step {h:.3g}: {side} "
+                f"differences only" if refused is not None else
                 f"the function is not finite on one side of the input at step {h:.3g} (the "
                 f"edge of its domain): {side} differences only"
             )
-            points = [(hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points]
-        estimate = _estimate(points, g0, eps, safety)
+            points = [
+                (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
+            ]
+        estimate = _estimate(points, g0, eps, safety, noise)
+        accepted = _accepted(estimate, target, safety)
+        if measure and not np.any(estimate.kink) and _worth_measuring(
+            estimate, accepted, noise is not None,
+            offset is not None and NOISE_OFFSET * points[-1][0] < offset,
+        ):
+            offset = NOISE_OFFSET * points[-1][0]
+            measured, spent = measure_noise(
+                g, g0, offset, allowed=_NOISE_ULPS * eps * np.abs(g0)
+            )
+            evals += spent
+            if measured is not None:
+                fresh = measured.level
+                structured = structured | measured.structured
+                if np.any(np.isnan(fresh)):
+                    fresh = np.where(np.isnan(fresh), _quantum(points, g0), fresh)
+                # A sample taken at a larger offset may hold truncation (a δ³ term), which
+                # falls 4096-fold per retry; noise itself does not change with the offset.
+                # A zero sample is no news: g did not resolve the offsets at all (its
+                # rounding quantum is larger than what they change).
+                lower = (fresh > 0) & (fresh < noise / 16) if noise is not None else None
+                noise = fresh if noise is None else np.where(lower, fresh, noise)
+                estimate = _estimate(points, g0, eps, safety, noise)
+                accepted = _accepted(estimate, target, safety)
+        attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
+                                 estimate.kink, estimate.jump))
         # Prefer estimates without an apparent kink: a kink seen at one step size and not
         # at a smaller one was only near the point, and the smaller step resolves it.
         if best is None or _rank(estimate) < _rank(best):
             best = estimate
-        kinked = bool(np.any(estimate.kink))
-        # Smaller steps only help where truncation, not noise, dominates the error.
-        noise_bound = bool(np.all(estimate.error <= 2.0 * estimate.rounding))
-        if not kinked and (noise_bound or target is None or target(estimate.value, estimate.error)):
-            break
-        if attempt == retries:
+        if accepted or attempt == retries:
             break
         reason = (
             "one-sided differences disagree (a kink within the step)"
-            if kinked
+            if np.any(estimate.kink)
             else "the estimate did not reach the needed accuracy (strong curvature or a kink)"
         )
         notes.append(f"step {h:.3g}: {reason}; retried with smaller steps")
         h *= shrink
     if best is None:
+        if rejected is not None:
+            raise rejected
         raise FloatingPointError(
             "the function returned non-finite values at every finite-difference step down "
             f"to {h / shrink:.3g}; it is not differentiable at this input"
         )
-    return dataclasses.replace(best, evals=evals, notes=tuple(notes))
+    if noise is not None and best.noise is None:
+        best = with_noise(best, Noise(noise, structured), levels=levels)
+    if noise is not None and np.any(best.rounding > 0) and np.any(
+        noise > _NOISE_ULPS * eps * np.abs(g0)
+    ):
+        notes.append(
+            f"evaluation noise measured at the point (up to {float(np.max(noise)):.3g} per "
+            f"evaluation) exceeds the rounding model; the error estimate includes it"
+        )
+    best = dataclasses.replace(
+        best, evals=evals, notes=tuple(notes), **_agreement(attempts, best)
+    )
+    unreliable = _unreliable(best, g0, eps, safety, levels) | (structured & ~best.kink)
+    return dataclasses.replace(best, unreliable=unreliable)
+
+
+def _unreliable(
+    d: Derivative, g0: np.ndarray, eps: float, safety: float, levels: int
+) -> np.ndarray:
+    """Where `d`'s error estimate cannot be trusted (see `Derivative.unreliable`).
+
+    An irregular table whose smallest step is dominated by curvature never reached the
+    range where the error series holds. Otherwise it is explained by noise where
+    Richardson's correction (the truncation
+    estimate before the safety factor) is within twice the rounding that the measured
+    noise, or the model's noise at the point itself, gives. The model bound over all
+    steps does not explain it: it grows with whatever the steps reached (an ill-conditioned
+    solve returns huge values there), which is no evidence of noise.
+    """
+    central = d.scheme == Scheme.CENTRAL
+    gain = np.where(
+        central, richardson_noise_gain(levels, one_sided=False),
+        richardson_noise_gain(levels, one_sided=True),
+    )
+    at_point = _NOISE_ULPS * eps * np.abs(g0)
+    if d.noise is not None:
+        at_point = np.maximum(at_point, d.noise)
+    explained = 2.0 * gain * at_point / d.step
+    correction = np.maximum(d.error - d.rounding, 0.0) / safety
+    irregular = np.zeros(g0.shape, dtype=bool) if d.regular is None else ~d.regular
+    curved = np.zeros(g0.shape, dtype=bool) if d.curved is None else d.curved
+    return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
+
+
+def _quantum(points, g0: np.ndarray) -> np.ndarray:
+    """Per element, the smallest nonzero change from g0 at the steps (0 where none).
+
+    Where the noise offsets did not change g at all, its rounding quantum exceeds what they
+    reach, and a change of at least one quantum was seen at some step; an element that
+    never changed is constant, without noise.
+    """
+    quantum = np.full(g0.shape, np.inf)
+    for _, p, m in points:
+        for side in (p, m):
+            if side is not None and _finite(side):
+                change = np.abs(side - g0)
+                np.minimum(quantum, np.where(change > 0, change, np.inf), out=quantum)
+    quantum[np.isinf(quantum)] = 0.0
+    return quantum
+
+
+def _at(g: Callable[[float], np.ndarray], t: float) -> np.ndarray | OutsideDomain:
+    try:
+        return np.asarray(g(t), dtype=np.float64)
+    except OutsideDomain as exc:
+        return exc
+
+
+def _finite(y: np.ndarray | OutsideDomain) -> bool:
+    return not isinstance(y, OutsideDomain) and bool(np.all(np.isfinite(y)))
+
+
+def _why(exc: OutsideDomain) -> str:
+    return str(exc) or "the function refused the perturbed input"
+
+
+def _accepted(
+    d: Derivative, target: Callable[[np.ndarray, np.ndarray], bool] | None, safety: float
+) -> bool:
+    if np.any(d.kink):
+        return False
+    # Smaller steps only help where truncation, not noise, dominates the error. Where the
+    # noise was measured and the table is irregular, Richardson's correction itself (the
+    # truncation estimate before the safety factor) is noise when within twice its bound.
+    bound = 2.0 * d.rounding
+    if d.noise is not None and d.regular is not None:
+        bound = np.where(d.regular, bound, bound * (1.0 + safety))
+    # Not where curvature dominates an irregular table: the step is too large for g to be
+    # nearly linear, whatever the noise, and smaller steps may reach that range.
+    stuck = (
+        d.curved is not None and d.regular is not None and bool(np.any(d.curved & ~d.regular))
+    )
+    noise_bound = bool(np.all(d.error <= bound)) and not stuck
+    return noise_bound or target is None or target(d.value, d.error)
+
+
+def _worth_measuring(d: Derivative, accepted: bool, measured: bool, closer: bool) -> bool:
+    """Whether to measure the noise at this step (before a smaller one).
+
+    First where the estimate falls short and its table is irregular (noise, or a step
+    still too large, breaks the pattern of its differences; where it is regular,
+    truncation dominates and smaller steps help). Again, at a smaller offset, where noise
+    measured at a larger one dominates the estimate: that sample may have held truncation.
+    """
+    if not measured:
+        return not accepted and not np.all(d.regular)
+    return closer and bool(np.any(d.error <= 2.0 * d.rounding))
 
 
 def _rank(d: Derivative) -> tuple[bool, float]:
     return bool(np.any(d.kink)), float(np.sum(d.error))
 
 
-def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
-    """The Richardson estimate from one set of steps; `evals` and `notes` are the caller's."""
+@dataclass(frozen=True)
+class _Attempt:
+    step: float
+    value: np.ndarray
+    error: np.ndarray
+    kink: np.ndarray
+    jump: np.ndarray | None
+
+
+def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
+    """Where every attempt's estimate agrees with the kept one within both error estimates."""
+    steps = tuple(a.step for a in attempts)
+    if len(attempts) < 2:
+        return {"steps_tried": steps}
+    resolved = np.ones(best.value.shape, dtype=bool)
+    for a in attempts:
+        if a.value is best.value:
+            continue
+        seen = ~(a.kink | best.kink)
+        with np.errstate(invalid="ignore"):
+            agree = np.abs(a.value - best.value) <= a.error + best.error
+        resolved &= agree | ~seen
+        # A kink seen at a larger step only was near, not at, the point, and the smaller
+        # step resolved it: its one-sided derivatives came together. Where they stay as far
+        # apart, hidden only by larger error estimates, the kink lies closer to the point
+        # than any step tried (a C1 point, a tiny kink) and the smaller step resolved nothing.
+        if a.jump is not None and best.jump is not None:
+            resolved &= ~(a.kink & ~best.kink & (best.jump >= 0.5 * a.jump))
+    return {"resolved": resolved, "steps_tried": steps}
+
+
+def _estimate(
+    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None
+) -> Derivative:
+    """The Richardson estimate from one set of steps; `evals` and `notes` are the caller's.
+
+    `measured` is the evaluation noise measured at the point, if any: the rounding bound
+    is the larger of it and the model's.
+    """
     hs = [p[0] for p in points]
+    levels = len(hs)
     has_plus = points[0][1] is not None
     has_minus = points[0][2] is not None
     inf = np.full(g0.shape, np.inf)
@@ -175,44 +594,71 @@ def _estimate(points, g0: np.ndarray, eps: float, safety: float) -> Derivative:
         for side in (p, m):
             if side is not None:
                 np.maximum(magnitude, np.abs(side), out=magnitude)
-    noise = magnitude
-    noise *= _NOISE_ULPS * eps
-    noise /= hs[-1]
-    noise6 = 6.0 * noise
+    model = magnitude
+    model *= _NOISE_ULPS * eps
+    h_min = hs[-1]
+    # Richardson amplifies noise by the sum of its weights' magnitudes.
+    central_gain = richardson_noise_gain(levels, one_sided=False)
+    one_sided_gain = richardson_noise_gain(levels, one_sided=True)
 
-    # Richardson amplifies noise by the sum of its weights' magnitudes: about 2 for the
-    # central table and 6 for the one-sided ones with these ratios.
+    def noise(_: np.ndarray) -> np.ndarray:
+        return model if measured is None else np.maximum(model, measured)
+
     c_val = f_val = b_val = np.zeros(g0.shape)
     c_err = f_err = b_err = inf
+    c_noise = f_noise = b_noise = model
+    c_reg = f_reg = b_reg = np.ones(g0.shape, dtype=bool)
     if has_plus and has_minus:
-        c_val, c_err = _richardson([_quotient(p, m, 2 * hi) for hi, p, m in points], ratio=4.0)
+        c_val, c_err, c_reg = _richardson(
+            [_quotient(p, m, 2 * hi) for hi, p, m in points], ratio=4.0
+        )
+        c_noise = noise(c_reg)
         c_err *= safety
-        c_err += 2.0 * noise
+        c_err += central_gain * c_noise / h_min
     if has_plus:
-        f_val, f_err = _richardson([_quotient(p, g0, hi) for hi, p, m in points], ratio=2.0)
+        f_val, f_err, f_reg = _richardson([_quotient(p, g0, hi) for hi, p, m in points], ratio=2.0)
+        f_noise = noise(f_reg)
         f_err *= safety
-        f_err += noise6
+        f_err += one_sided_gain * f_noise / h_min
     if has_minus:
-        b_val, b_err = _richardson([_quotient(g0, m, hi) for hi, p, m in points], ratio=2.0)
+        b_val, b_err, b_reg = _richardson([_quotient(g0, m, hi) for hi, p, m in points], ratio=2.0)
+        b_noise = noise(b_reg)
         b_err *= safety
-        b_err += noise6
+        b_err += one_sided_gain * b_noise / h_min
 
     scheme = _argmin3(c_err, f_err, b_err)
     # Selected with masks rather than stacked tables: the same values, without three
     # output-sized copies per table (this runs on every output element).
-    central, forward = scheme == 0, scheme == 1
+    central, forward = scheme == Scheme.CENTRAL, scheme == Scheme.FORWARD
     value = np.where(central, c_val, np.where(forward, f_val, b_val))
     error = np.where(central, c_err, np.where(forward, f_err, b_err))
-    rounding = noise * np.where(central, 2.0, 6.0)
+    rounding = np.where(
+        central, central_gain * c_noise, one_sided_gain * np.where(forward, f_noise, b_noise)
+    )
+    rounding /= h_min
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
-        kink = np.abs(f_val - b_val) > f_err + b_err
+        jump = np.abs(f_val - b_val)
+        kink = jump > f_err + b_err
     else:
+        jump = np.zeros(g0.shape)
         kink = np.zeros(g0.shape, dtype=bool)
     lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
     upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
-    return Derivative(value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, ())
+    regular = np.where(central, c_reg, np.where(forward, f_reg, b_reg))
+    # Curvature beyond noise dominates the change over the smallest step: the step is not
+    # in the range where g is nearly linear (1/t-like behaviour, an ill-conditioned solve).
+    curved = np.zeros(g0.shape, dtype=bool)
+    if has_plus and has_minus:
+        _, p, m = points[-1]
+        # Against the model's noise only: a measured level may itself be such curvature,
+        # read at offsets where g is not polynomial either.
+        curved = np.abs(p + m - 2.0 * g0) > np.abs(p - m) + 4.0 * model
+    return Derivative(
+        value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, (), noise=measured,
+        regular=regular, curved=curved, jump=jump,
+    )
 
 
 def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
@@ -238,12 +684,22 @@ def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return scheme
 
 
-def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+def _richardson(
+    estimates: list[np.ndarray], *, ratio: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extrapolate estimates at steps h, h/2, ... whose errors go as h^p, h^2p, ...
 
-    `ratio` is 2**p. Returns the most extrapolated value and, as its error estimate, the
-    larger of its distances to the two best values one level below.
+    `ratio` is 2**p. Returns the most extrapolated value, as its error estimate the larger
+    of its distances to the two best values one level below, and where the estimates are
+    regular: their successive differences have one sign and shrink by `ratio` (within a
+    factor of 2), as the error series says they do once the steps are small enough. Noise,
+    or a feature of the function within the steps, breaks that pattern.
     """
+    regular = np.ones(estimates[0].shape, dtype=bool)
+    for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
+        d1, d2 = np.abs(a - b), np.abs(b - c)
+        with np.errstate(invalid="ignore"):
+            regular &= ((a - b) * (b - c) > 0) & (d1 >= 0.5 * ratio * d2) & (d1 <= 2 * ratio * d2)
     prev = list(estimates)
     factor = ratio
     below = prev
@@ -261,4 +717,4 @@ def _richardson(estimates: list[np.ndarray], *, ratio: float) -> tuple[np.ndarra
     best = prev[0]
     error = np.abs(best - below[-1])
     np.maximum(error, np.abs(best - below[-2]), out=error)
-    return best, error
+    return best, error, regular

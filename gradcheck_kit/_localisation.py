@@ -245,4 +245,6 @@ def _element(
         error = max(0.0, interval[0] - analytic, analytic - interval[1])
     else:
         error = abs(analytic - numeric)
+    # The probes' float64 accuracy floor, per element, so that elements agree with them.
+    tol += tolerances.accuracy_floor(max(abs(analytic), abs(numeric)))
     return Element(idx, out_idx, analytic, numeric, error, tol)

@@ -8,16 +8,25 @@ differentiation (or the hand-written gradient) through the target.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
-from ._finite_differences import Derivative, default_step, directional_derivative
+from ._finite_differences import (
+    NOISE_OFFSET,
+    Derivative,
+    OutsideDomain,
+    default_step,
+    directional_derivative,
+    measure_noise,
+    with_noise,
+)
 from ._probes import BasePoint, without_frozen
 from ._targets import CheckInputError, Target
 from ._tolerance import FD_LEVELS, ToleranceModel
 
-__all__ = ["finite_differences", "forward_mode", "reverse_mode"]
+__all__ = ["finite_differences", "forward_mode", "reverse_mode", "with_measured_noise"]
 
 
 def finite_differences(
@@ -42,22 +51,7 @@ def finite_differences(
     """
     scales = [float(np.sum(np.abs(g[i]) * np.abs(direction))) for g in point.grads]
     tau = np.sqrt(work.eps)
-    base = point.base
-
-    # One buffer for every perturbed input: targets copy their inputs into the
-    # framework's own arrays on each call (and copy the outputs out), so the buffer can be
-    # rewritten for the next step. At 1e7 elements this saves two input-sized temporaries
-    # per evaluation.
-    moved = np.empty_like(base[i])
-
-    def g(t: float) -> np.ndarray:
-        np.multiply(direction, t, out=moved)
-        np.add(moved, base[i], out=moved)
-        xs = list(base)
-        xs[i] = moved
-        outs = target.evaluate(xs)
-        # The outputs are the target's fresh copies: one output needs no concatenation.
-        return outs[0].ravel() if len(outs) == 1 else np.concatenate([y.ravel() for y in outs])
+    g = _along(target, point, i, direction)
 
     def accurate(value: np.ndarray, error: np.ndarray) -> bool:
         for (a, b), u, s in zip(point.parts, point.u, scales):
@@ -73,11 +67,62 @@ def finite_differences(
             g, eps=work.eps, step=h, g0=point.flat0, levels=FD_LEVELS, target=accurate,
             safety=work.fd_safety,
         )
+    except OutsideDomain as exc:
+        # No step was small enough: the function's own complaint is the clearest message.
+        refusal = exc.__cause__
+        refusal.__suppress_context__ = True  # keeps its own cause: the user's traceback
+        raise refusal
     except FloatingPointError as exc:
         raise CheckInputError(
             f"finite differences along {point.input_names[i]} failed: {exc}. Check the "
             f"gradient at a point inside the function's domain"
         ) from None
+
+
+def _along(target: Target, point: BasePoint, i: int, direction: np.ndarray):
+    """`t -> every output at x_i + t direction`, flat; a refused input is `OutsideDomain`."""
+    base = point.base
+    # One buffer for every perturbed input: targets copy their inputs into the
+    # framework's own arrays on each call (and copy the outputs out), so the buffer can be
+    # rewritten for the next step. At 1e7 elements this saves two input-sized temporaries
+    # per evaluation.
+    moved = np.empty_like(base[i])
+
+    def g(t: float) -> np.ndarray:
+        np.multiply(direction, t, out=moved)
+        np.add(moved, base[i], out=moved)
+        xs = list(base)
+        xs[i] = moved
+        try:
+            outs = target.evaluate(xs)
+        except CheckInputError as exc:
+            if exc.__cause__ is None:  # the check's own complaint, not the function raising
+                raise
+            cause = exc.__cause__
+            raise OutsideDomain(
+                f"the function raised {type(cause).__name__} ({cause}) at a perturbed input"
+            ) from exc
+        # The outputs are the target's fresh copies: one output needs no concatenation.
+        return outs[0].ravel() if len(outs) == 1 else np.concatenate([y.ravel() for y in outs])
+
+    return g
+
+
+def with_measured_noise(
+    target: Target, point: BasePoint, i: int, direction: np.ndarray, derivative: Derivative
+) -> Derivative:
+    """`derivative` with the evaluation noise at the point measured (4 evaluations).
+
+    For a comparison that fails on an estimate whose noise only the model bounded: the
+    model scales with the outputs, and a forward that cancels has more.
+    """
+    g = _along(target, point, i, direction)
+    try:
+        noise, spent = measure_noise(g, point.flat0, NOISE_OFFSET * derivative.step)
+    except OutsideDomain:
+        noise, spent = None, 1
+    d = derivative if noise is None else with_noise(derivative, noise, levels=FD_LEVELS)
+    return dataclasses.replace(d, evals=derivative.evals + spent)
 
 
 def reverse_mode(

@@ -142,6 +142,9 @@ class Report:
     #: have detected (the weakest of its finite-difference comparisons; see `_power.py`);
     #: `None` when no comparison defines one.
     power: float | None = None
+    #: Besides the inputs, what a promoted check ran on as float64 copies: the modules the
+    #: function reaches and the tensors listed in `promote=`, one description each.
+    promoted_objects: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -191,6 +194,7 @@ class Report:
             "device": self.device,
             "mode": self.mode,
             "promoted": self.promoted,
+            "promoted_objects": list(self.promoted_objects),
             "seed": self.seed,
             "function_evals": self.function_evals,
             "backward_evals": self.backward_evals,

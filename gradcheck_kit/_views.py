@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["View", "is_module", "jax_complex_view", "module_view", "needs_view", "torch_view"]
+__all__ = ["View", "jax_complex_view", "needs_view", "torch_view"]
 
 
 @dataclass
@@ -29,10 +29,6 @@ class View:
     input_names: dict[str, str] = field(default_factory=dict)
     output_names: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    #: Whether torch's structural checks run on this view (a module with its parameters as
-    #: inputs) rather than on the caller's function (sparse and complex views, whose
-    #: checks torch runs on the sparse and complex tensors themselves).
-    structural: bool = False
 
     def rename(self, target: Any) -> None:
         """Give the target's inputs and outputs the caller's names."""
@@ -56,74 +52,21 @@ def needs_view(inputs: Sequence[Any]) -> bool:
     )
 
 
-def is_module(fn: Any) -> bool:
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(fn, torch.nn.Module)
-
-
-def module_view(module: Any, inputs: Sequence[Any]) -> View:
-    """An `nn.Module` as a function of its inputs and its trainable parameters.
-
-    The parameters (`requires_grad=True`) become inputs after the caller's, named by their
-    dotted names (`encoder.layer1.weight`), and reach the module through
-    `torch.func.functional_call`; the module's own parameters are never written. Buffers
-    and frozen parameters are read from the module at each call, cast to the checked
-    parameters' dtype, so a float32 module is checked as a float64 copy with the same
-    values where the check runs in float64 (a BatchNorm's float32 running statistics would
-    otherwise refuse float64 inputs). Train or eval mode stays as the module is.
-    """
-    import torch
-
-    inputs = tuple(inputs)
-    trainable = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
-    names = [name for name, _ in trainable]
-    n = len(inputs)
-
-    def call(*args: Any) -> Any:
-        xs, ps = args[:n], args[n:]
-        dtype = next((p.dtype for p in ps if p.is_floating_point()), None)
-        state: dict[str, Any] = {}
-        checked = set(names)
-        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-            if name in checked or t is None:
-                continue
-            state[name] = t.detach().to(dtype) if dtype is not None and t.is_floating_point() else t
-        state.update(zip(names, ps))
-        return torch.func.functional_call(module, state, xs)
-
-    params = tuple(p.detach().clone().requires_grad_(True) for _, p in trainable)
-    return View(
-        function=call, inputs=inputs + params,
-        input_names={f"inputs[{n + k}]": name for k, name in enumerate(names)},
-        notes=[
-            f"the module was checked with respect to its inputs and its {len(names)} "
-            f"trainable parameter tensor(s), by their dotted names, in "
-            f"{'train' if module.training else 'eval'} mode"
-        ] if names else [],
-        structural=True,
-    )
-
-
 def torch_view(
     fn: Callable[..., Any], inputs: Sequence[Any], *, masked: bool, complex_outputs: bool,
-    base: View | None = None,
 ) -> View:
     """The dense real view of `fn` at `inputs` (sparse stand-ins first, then complex parts).
 
     `complex_outputs`: the function returns complex tensors (split them even where no
-    input is complex). `base`: the view `fn` and `inputs` come from (a module's), whose
-    names and structural checks carry over.
+    input is complex).
     """
     import torch
 
     from ._targets import torch_options as to
 
     inputs = tuple(inputs)
-    known = base.input_names if base is not None else {}
-    names = {i: known.get(f"inputs[{i}]", f"inputs[{i}]") for i in range(len(inputs))}
-    notes = list(base.notes) if base is not None else []
+    names = {i: f"inputs[{i}]" for i in range(len(inputs))}
+    notes: list[str] = []
     if any(isinstance(x, torch.Tensor) and x.layout != torch.strided for x in inputs):
         sparse = to.sparse_as_dense(fn, inputs, masked=masked)
         fn, inputs = sparse.function, sparse.inputs
@@ -166,15 +109,24 @@ def torch_view(
         function=fn, inputs=tuple(inputs),
         input_names={f"inputs[{i}]": name for i, name in names.items()},
         output_names=output_names, notes=notes,
-        structural=base.structural if base is not None else False,
     )
+
+
+def _jax_complex(leaf: Any) -> bool:
+    """Whether a pytree leaf is a complex array (other leaves, such as a module's activation
+    functions, are not arrays at all)."""
+    import jax.numpy as jnp
+
+    try:
+        return bool(jnp.iscomplexobj(leaf))
+    except TypeError:
+        return False
 
 
 def jax_has_complex_inputs(inputs: Sequence[Any]) -> bool:
     import jax
-    import jax.numpy as jnp
 
-    return any(jnp.iscomplexobj(leaf) for leaf in jax.tree_util.tree_leaves(tuple(inputs)))
+    return any(_jax_complex(leaf) for leaf in jax.tree_util.tree_leaves(tuple(inputs)))
 
 
 def jax_complex_view(fn: Callable[..., Any], inputs: Sequence[Any]) -> View:
@@ -191,7 +143,7 @@ def jax_complex_view(fn: Callable[..., Any], inputs: Sequence[Any]) -> View:
 
     inputs = tuple(inputs)
     with_path, treedef = jax.tree_util.tree_flatten_with_path(inputs)
-    split = {n for n, (_, leaf) in enumerate(with_path) if jnp.iscomplexobj(leaf)}
+    split = {n for n, (_, leaf) in enumerate(with_path) if _jax_complex(leaf)}
     parts = [
         (jnp.real(leaf), jnp.imag(leaf)) if n in split else leaf
         for n, (_, leaf) in enumerate(with_path)
@@ -200,7 +152,7 @@ def jax_complex_view(fn: Callable[..., Any], inputs: Sequence[Any]) -> View:
 
     def split_outputs(out: Any) -> Any:
         return jax.tree_util.tree_map(
-            lambda o: (jnp.real(o), jnp.imag(o)) if jnp.iscomplexobj(o) else o, out
+            lambda o: (jnp.real(o), jnp.imag(o)) if _jax_complex(o) else o, out
         )
 
     def function(*args: Any) -> Any:
@@ -221,7 +173,7 @@ def jax_complex_view(fn: Callable[..., Any], inputs: Sequence[Any]) -> View:
     names: list[str] = []
     for k, leaf in enumerate(sample):
         name = "output" if len(sample) == 1 else f"outputs[{k}]"
-        names += [f"{name}.real", f"{name}.imag"] if jnp.iscomplexobj(leaf) else [name]
+        names += [f"{name}.real", f"{name}.imag"] if _jax_complex(leaf) else [name]
     output_names = {f"outputs[{k}]": name for k, name in enumerate(names)}
     if len(names) == 1:
         output_names["output"] = names[0]

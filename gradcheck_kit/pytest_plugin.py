@@ -130,8 +130,8 @@ def _import_user_module(name: str) -> None:
 class GradcheckFixture:
     """What the `gradcheck` fixture returns: `gradcheck_kit.gradcheck`, recorded.
 
-    Calls take the arguments of `gradcheck_kit.gradcheck` (`.gradgradcheck` and `.compare`
-    those of theirs); `seed` defaults to the session's `--gradcheck-seed`. A failure raises
+    Calls take the arguments of `gradcheck_kit.gradcheck` (`.gradgradcheck`, `.module`
+    (`check_module`) and `.compare` those of theirs); `seed` defaults to the session's `--gradcheck-seed`. A failure raises
     what the library raises (`GradientMismatch`, `InconclusiveCheck`, `ReferenceMismatch`)
     with the readable report, unless `raise_exception=False`; every result is recorded,
     under the running test's id, for the summary and `--gradcheck-report`.
@@ -156,6 +156,14 @@ class GradcheckFixture:
         from . import gradgradcheck
 
         return self._checked(gradgradcheck, "gradgradcheck", (fn, inputs), kwargs)
+
+    def module(self, module: Any, inputs: Any = (), **kwargs: Any) -> Report:
+        """`gradcheck_kit.check_module(module, inputs, **kwargs)`, recorded: a module checked
+        with respect to its parameters and inputs."""
+        __tracebackhide__ = True
+        from . import check_module
+
+        return self._checked(check_module, "check_module", (module, inputs), kwargs)
 
     def compare(
         self, fn: Callable[..., Any], reference: Callable[..., Any], inputs: Any, **kwargs: Any

@@ -448,7 +448,7 @@ def test_complex64_is_checked_in_complex128_when_generic():
     assert not bad
 
 
-# -- modules: inputs and parameters ---------------------------------------------------------------
+# -- modules: inputs and parameters (check_module) ---------------------------------------------
 
 
 class ScaleWrongWeightGrad(torch.autograd.Function):
@@ -474,67 +474,19 @@ class Scaled(torch.nn.Module):
         return ScaleWrongWeightGrad.apply(x, self.weight)
 
 
-def test_a_module_is_checked_in_its_parameters_too():
+def test_check_module_finds_a_parameter_gradient_torch_cannot_see_and_runs_the_options():
     net = torch.nn.Sequential(torch.nn.Linear(3, 4).double(), torch.nn.Tanh())
     net.add_module("encoder", torch.nn.Sequential(Scaled(4)))
     x = x64(5, 3)
-    # torch checks the input only, where the gradient is right
+    # torch checks the input only, where the gradient is right; so does gradcheck(net, x)
     assert torch_verdict(GC, net, (x,))
-    report = gk.gradcheck(net, (x,), raise_exception=False)
+    assert gk.gradcheck(net, (x,))
+    report = gk.check_module(net, (x,), check_batched_grad=True, raise_exception=False)
     assert not report
     assert {c.input for c in report.failures} == {"encoder.0.weight"}
-    names = {c.input for c in report.comparisons}
-    assert {"inputs[0]", "0.weight", "0.bias", "encoder.0.weight"} <= names
-    # the module's own parameters are neither moved nor given gradients
+    batched = [c for c in structural(report) if c.check == "batched backward (vmap) vs loop"]
+    assert {"inputs[0]", "0.weight", "encoder.0.weight"} <= {c.input for c in batched}
     assert net.encoder[0].weight.grad is None
-    assert torch.equal(net.encoder[0].weight, torch.linspace(0.5, 1.5, 4, dtype=torch.float64))
-    frozen = Scaled(4).requires_grad_(False)
-    assert gk.gradcheck(frozen, (x64(5, 4),))  # frozen parameters are constants
-
-
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_a_float32_module_with_buffers_is_checked_as_a_float64_copy(training):
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Tanh())
-    net.train(training)
-    buffers = {k: v.clone() for k, v in net.state_dict().items()}
-    x = torch.randn(6, 4, requires_grad=True)
-    report = gk.gradcheck(net, (x,), raise_exception=False)
-    assert report and report.promoted and report.dtype == "float32"
-    assert {"1.weight", "1.bias"} <= {c.input for c in report.comparisons}
-    for k, v in net.state_dict().items():
-        assert torch.equal(v, buffers[k]), k
-    assert net.training is training
-
-
-def test_gradgradcheck_of_a_module_differentiates_its_parameters_twice():
-    class CubeWeight(torch.autograd.Function):
-        """y = x * w^3 whose backward detaches w: first order right, d2/dw2 lost."""
-
-        @staticmethod
-        def forward(ctx, x, w):
-            ctx.save_for_backward(x, w)
-            return x * w**3
-
-        @staticmethod
-        def backward(ctx, g):
-            x, w = ctx.saved_tensors
-            return g * w**3, (3 * g * x * w.detach() ** 2).sum(0)
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.linspace(0.5, 1.5, 3, dtype=torch.float64))
-
-        def forward(self, x):
-            return CubeWeight.apply(x, self.w)
-
-    x = x64(4, 3)
-    assert gk.gradcheck(Net(), (x,))
-    assert torch_verdict(torch.autograd.gradgradcheck, Net(), (x,))  # torch sees x only
-    report = gk.gradgradcheck(Net(), (x,), raise_exception=False)
-    assert not report and "w" in {c.input for c in report.failures}
-    assert gk.gradgradcheck(torch.nn.Linear(3, 2).double(), (x,))
 
 
 # -- jax complex functions, against jax's own check ---------------------------------------------

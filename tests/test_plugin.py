@@ -546,16 +546,30 @@ COMPARE_SUITE = textwrap.dedent(
 )
 
 
+MODULE_SUITE = textwrap.dedent(
+    """
+    import torch
+
+
+    def test_module_method_checks_the_parameters(gradcheck):
+        report = gradcheck.module(torch.nn.Linear(3, 2), torch.randn(4, 3))
+        assert {c.input for c in report.comparisons} == {"weight", "bias"}
+    """
+)
+
+
 # One pytest process for several files: each run costs seconds of torch import.
 def test_compare_fixture_public_names_and_a_report_in_a_new_directory(
     user_suite: pytest.Pytester, tmp_path: Path
 ) -> None:
-    user_suite.makepyfile(test_kernels=COMPARE_SUITE, test_names=PUBLIC_NAMES)
+    user_suite.makepyfile(
+        test_kernels=COMPARE_SUITE, test_names=PUBLIC_NAMES, test_modules=MODULE_SUITE
+    )
     report = tmp_path / "not" / "yet" / "report.json"
     result = user_suite.runpytest_subprocess(
         *PLUGIN, "-p", "no:randomly", "--gradcheck-report", str(report)
     )
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=5, failed=2)
     # compare: recorded like gradcheck, its failure fails the test.
     result.stdout.fnmatch_lines(["*compare FAILED: torch function, bfloat16*"])
     result.stdout.fnmatch_lines(["*FAILED test_kernels.py::test_failure_fails_the_test: error*"])
@@ -566,6 +580,8 @@ def test_compare_fixture_public_names_and_a_report_in_a_new_directory(
         (True, "passed"), (False, "passed"), (False, "failed")
     ]
     assert records[0]["dtype"] == "bfloat16" and records[0]["test"].endswith("test_fixture_passes_a_correct_kernel")
+    modules = [r for r in document["checks"] if r["test"].startswith("test_modules.py")]
+    assert [(r["kind"], r["passed"]) for r in modules] == [("check_module", True)]
     # Public exception names in failures, never private module paths.
     result.stdout.fnmatch_lines(["*gradcheck_kit.GradientMismatch: gradcheck FAILED*"])
     assert "gradcheck_kit._report" not in result.stdout.str()

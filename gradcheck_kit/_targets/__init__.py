@@ -32,8 +32,13 @@ def make_target(
     *,
     grad: Callable[..., Any] | None = None,
     grad_in_forward: bool = False,
+    input_names: Sequence[str] | None = None,
+    promote: Any = None,
 ) -> Target:
-    """Wrap `fn` and `inputs` in the adapter of their framework."""
+    """Wrap `fn` and `inputs` in the adapter of their framework.
+
+    `input_names` (torch only) names the top-level inputs in reports instead of `inputs[k]`.
+    """
     if not callable(fn):
         raise CheckInputError(
             f"fn must be callable, got a {type(fn).__name__}; pass the function to check as "
@@ -45,7 +50,15 @@ def make_target(
     if framework == "torch":
         from .torch import TorchTarget
 
-        return TorchTarget(fn, inputs, grad=grad, grad_in_forward=grad_in_forward)
+        return TorchTarget(
+            fn, inputs, grad=grad, grad_in_forward=grad_in_forward, input_names=input_names,
+            promote=promote,
+        )
+    if not any(promote is v for v in (None, True, False)):
+        raise CheckInputError(
+            f"promote= lists torch tensors and modules to check in float64; the inputs are "
+            f"{framework} arrays, whose captured arrays are not promoted: pass them as inputs"
+        )
     if framework == "jax":
         from .jax import JaxTarget
 

@@ -28,11 +28,16 @@ def _x64(enabled: bool):
 
 def _is_float(x: Any) -> bool:
     """Whether `x` is a floating-point array or number; other leaves (strings, None,
-    Python objects) are static arguments, passed through unchanged."""
+    Python objects such as an equinox module's activation functions) are static arguments,
+    passed through unchanged."""
+    return _is_kind(x, jnp.floating)
+
+
+def _is_kind(x: Any, kind: Any) -> bool:
     if isinstance(x, (str, bytes)):
         return False
     try:
-        return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+        return bool(jnp.issubdtype(jnp.result_type(x), kind))
     except (TypeError, ValueError):
         return False
 
@@ -50,7 +55,7 @@ class JaxTarget(Target):
         self._leaves = [leaf for _, leaf in leaves_with_path]
         self._diff = []
         for n, (path, leaf) in enumerate(leaves_with_path):
-            if jnp.iscomplexobj(leaf):
+            if _is_kind(leaf, jnp.complexfloating):
                 raise CheckInputError(
                     f"inputs{jax.tree_util.keystr(path)} is complex; complex inputs are not "
                     f"checked yet. Split it into real and imaginary parts"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ._base import CheckInputError, ComplexOutputs, Target, call_fn
+from .torch_promotion import Promotion, parse_promote, reachable_modules
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
 
@@ -22,12 +24,17 @@ class TorchTarget(Target):
         *,
         grad: Callable[..., Any] | None = None,
         grad_in_forward: bool = False,
+        input_names: Sequence[str] | None = None,
+        promote: Any = None,
     ) -> None:
         super().__init__(grad)
+        parse_promote(promote)  # a wrong promote= is an error whatever the inputs' dtypes
         self._fn = fn
+        self._promote = promote
+        self._promotion: Promotion | None = None
         # Tensors inside nested tuples, lists and dicts of the inputs (a parameter dict) are
         # checked like top-level ones: the inputs are seen as their leaves, named by path.
-        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs")
+        self._structure, leaves = _flatten_inputs(tuple(inputs), "inputs", names=input_names)
         self._names = [name for name, _ in leaves]
         self._inputs = tuple(leaf for _, leaf in leaves)
         self._diff: list[int] = []
@@ -139,9 +146,16 @@ class TorchTarget(Target):
         zeroes padded positions). Inputs that do not require grad build no graph, so this
         costs little.
         """
-        args, _ = self._args(xs, native, requires_grad=track)
-        with torch.enable_grad():
-            return self._flatten(self._fn(*self._rebuild(args)))
+        with self._state(native):
+            args, _ = self._args(xs, native, requires_grad=track)
+            with torch.enable_grad():
+                return self._flatten(self._fn(*self._rebuild(args)))
+
+    def _state(self, native: bool) -> Any:
+        """The promoted modules and tensors in float64 for a float64 evaluation."""
+        if self._promotion is None or native or not self.promoted:
+            return contextlib.nullcontext()
+        return self._promotion.applied()
 
     def _rebuild(self, leaves: Sequence[Any]) -> list[Any]:
         """The positional arguments, with `leaves` put back into the inputs' containers."""
@@ -206,23 +220,44 @@ class TorchTarget(Target):
         if all(d == "float64" for d in self.native_dtypes):
             return
         self.promoted = True
+        promotion = Promotion.build(self._fn, self._inputs, self._names, self._promote)
+        self.notes += [f"left in its own dtype: {r}" for r in promotion.refused]
+        tried = None
+        if promotion:
+            # The modules and listed tensors in float64 as well: tried first, since a
+            # float64 input meeting float32 weights raises or computes in float32.
+            self._promotion = promotion
+            tried = self._promotion_failure()
+            if tried is None:
+                self.promoted_objects = list(promotion.described)
+                return
+            self._promotion = None
+        failure = self._promotion_failure()
+        if failure is not None:
+            self.promoted = False
+            if tried is not None:
+                failure += (
+                    f"; with {', '.join(promotion.described)} in float64 as well, {tried}"
+                )
+            self.promotion_note = f"{failure}, so finite differences run in {self.native_dtype}"
+
+    def _promotion_failure(self) -> str | None:
+        """Why float64 evaluations do not give float64 outputs (None: they do)."""
         try:
             outs = self._raw_outputs(self.base, native=False)
         except Exception as exc:  # the function only works in its own dtype
-            self.promoted = False
-            self.promotion_note = (
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            return (
                 f"the function raised when called with float64 inputs "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}), so "
-                f"finite differences run in {self.native_dtype}"
+                f"({type(exc).__name__}: {message})"
             )
-            return
         wrong = [k for k in self._out_index if k >= len(outs) or outs[k].dtype != torch.float64]
         if len(outs) != self._n_outputs or wrong:
-            self.promoted = False
-            self.promotion_note = (
+            return (
                 "the function does not return float64 outputs for float64 inputs (it casts "
-                f"internally), so finite differences run in {self.native_dtype}"
+                "internally)"
             )
+        return None
 
     # -- Target interface -------------------------------------------------------------------
     def _evaluate(self, xs, native):
@@ -235,6 +270,11 @@ class TorchTarget(Target):
         return [self._to_numpy(outs[k]) for k in self._out_index]
 
     def _vjps(self, cotangent_sets, native):
+        # The backward too runs with the float64 copies in place: it reads saved tensors.
+        with self._state(native):
+            return self._vjps_here(cotangent_sets, native)
+
+    def _vjps_here(self, cotangent_sets, native):
         args, made = self._args(self.base, native, requires_grad=True)
         with torch.enable_grad():
             outs = self._flatten(self._fn(*self._rebuild(args)))
@@ -279,7 +319,7 @@ class TorchTarget(Target):
         import torch.autograd.forward_ad as fwAD
 
         args, made = self._args(self.base, native=False)
-        with fwAD.dual_level(), torch.enable_grad():
+        with self._state(False), fwAD.dual_level(), torch.enable_grad():
             full = list(args)
             for i, m, t in zip(self._diff, made, tangents):
                 tangent = torch.empty_like(m)
@@ -296,13 +336,20 @@ class TorchTarget(Target):
 
     def _call_grad(self, xs, native):
         args, _ = self._args(xs, native)
-        return self.hand_written_grad(*self._rebuild(args))
+        with self._state(native):
+            return self.hand_written_grad(*self._rebuild(args))
 
 
-def _flatten_inputs(x: Any, name: str, depth: int = 0) -> tuple[Any, list[tuple[str, Any]]]:
-    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf."""
+def _flatten_inputs(
+    x: Any, name: str, depth: int = 0, names: Sequence[str] | None = None
+) -> tuple[Any, list[tuple[str, Any]]]:
+    """(structure, [(name, leaf)]): tuples, lists and dicts opened, everything else a leaf.
+
+    `names`, for the top-level tuple only, replaces the `inputs[k]` names of its items.
+    """
     if depth < 8 and type(x) in (tuple, list):
-        parts = [_flatten_inputs(v, f"{name}[{k}]", depth + 1) for k, v in enumerate(x)]
+        labels = names if names is not None else [f"{name}[{k}]" for k in range(len(x))]
+        parts = [_flatten_inputs(v, label, depth + 1) for label, v in zip(labels, x)]
         return (type(x), [p for p, _ in parts]), [leaf for _, ls in parts for leaf in ls]
     if depth < 8 and type(x) is dict:
         keys = list(x)
@@ -388,60 +435,8 @@ def module_state_keeper(fn: Callable[..., Any], inputs: Sequence[Any] = ()) -> C
     return restore
 
 
-# How deep the search for modules goes into containers and attributes, and how many objects
-# it visits at most: enough for a model held in a dict of an object's attribute, bounded
-# for functions whose globals reach large object graphs.
-_SEARCH_DEPTH = 5
-_SEARCH_LIMIT = 20000
-
-
 def _reachable_modules(fn: Any, inputs: Sequence[Any] = ()) -> list[torch.nn.Module]:
-    import functools
-    import types
-
-    found: dict[int, torch.nn.Module] = {}
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(fn, 0), *((x, 0) for x in inputs)]
-    while stack and len(seen) < _SEARCH_LIMIT:
-        obj, depth = stack.pop()
-        if id(obj) in seen or depth > _SEARCH_DEPTH:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, torch.nn.Module):
-            found[id(obj)] = obj
-            continue  # module.modules() covers its children
-        if isinstance(obj, (torch.Tensor, str, bytes, int, float, complex, bool, type(None))):
-            continue
-        children: list[Any] = []
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            children = list(obj)
-        elif isinstance(obj, dict):
-            children = list(obj.values())
-        elif isinstance(obj, functools.partial):
-            children = [obj.func, *obj.args, *obj.keywords.values()]
-        elif isinstance(obj, types.MethodType):
-            children = [obj.__self__, obj.__func__]
-        elif isinstance(obj, types.FunctionType):
-            children = [c.cell_contents for c in (obj.__closure__ or ()) if _has_contents(c)]
-            children += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
-            globals_ = obj.__globals__
-            children += [globals_[n] for n in obj.__code__.co_names if n in globals_]
-        elif isinstance(obj, (types.ModuleType, type, types.BuiltinFunctionType)):
-            continue  # imported packages and classes: not where a model's instance lives
-        else:
-            attrs = getattr(obj, "__dict__", None)
-            if isinstance(attrs, dict):
-                children = list(attrs.values())
-        stack.extend((c, depth + 1) for c in children)
-    return list(found.values())
-
-
-def _has_contents(cell: Any) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
+    return [module for module, _ in reachable_modules(fn, inputs)]
 
 
 # -- second order ----------------------------------------------------------------------
