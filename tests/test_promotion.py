@@ -196,13 +196,13 @@ def test_an_exception_inside_fn_restores_the_module(error):
     def fn(x):
         if net[0].weight.dtype == torch.float64:
             calls.append(1)
-            if len(calls) == 3:
+            if len(calls) >= 3:  # from then on: no smaller step helps
                 raise error("stop")
         return (net(x) ** 2).sum()
 
     with pytest.raises((CheckInputError, KeyboardInterrupt)):
         gk.gradcheck(fn, _x(2, 3, 6, 6))
-    assert len(calls) == 3
+    assert len(calls) >= 3
     _assert_unchanged(net, before)
 
 
