@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _preflight
 from ._comparisons import (
+    FORWARD_MODE_CHECK,
     compare_determinism,
     compare_finite_differences,
     compare_forward_mode,
@@ -51,7 +52,7 @@ from ._probes import (
     output_scales,
     without_frozen,
 )
-from ._report import Comparison, Element, Report
+from ._report import Comparison, ComparisonKind, Element, Report
 from ._targets import CheckInputError, Target
 from ._tolerance import Tolerances, ToleranceModel, UserTolerance
 
@@ -67,6 +68,9 @@ class Settings:
     step: float | None = None
     nondet_tol: float = 0.0
     check_forward_ad: bool = False
+    #: False: forward mode is checked against finite differences instead of the backward
+    #: (the target must be in forward-only mode, `Target.use_forward_mode_only`).
+    check_backward_ad: bool = True
 
 
 def run(target: Target, settings: Settings) -> Report:
@@ -174,7 +178,10 @@ def run(target: Target, settings: Settings) -> Report:
     def derivative(i: int, direction: np.ndarray):
         return finite_differences(t, point, i, direction, work=tolerances.work, step=s.step)
 
-    check = finite_difference_check(hand_written=t.hand_written_grad is not None, promoted=t.promoted)
+    check = finite_difference_check(
+        hand_written=t.hand_written_grad is not None, promoted=t.promoted,
+        forward=not s.check_backward_ad,
+    )
     fd: dict[tuple[int, int], int] = {}  # (i, j) -> index of its comparison
     ds: dict[int, Derivative] = {}
     for i in point.checked:
@@ -201,12 +208,20 @@ def run(target: Target, settings: Settings) -> Report:
 
     # -- forward mode: where it disagrees with reverse mode beyond rounding, finite
     # differences decide whether the backward is wrong (`forward_rule_disagreement`)
-    if t.hand_written_grad is None:
+    if not s.check_backward_ad:
+        notes.append(
+            "check_backward_ad=False: forward mode (its Jacobian, one column per input "
+            "element) was compared with finite differences; the backward was not called"
+        )
+    elif t.hand_written_grad is None:
         spread: list[list[np.ndarray]] | None = None
         for i in point.checked:
             out_t = forward_mode(t, point, i)
             if out_t is None:
-                notes.append(str(t.forward_mode_note))
+                if s.check_forward_ad:
+                    comparisons.append(_forward_mode_missing(point, str(t.forward_mode_note)))
+                else:
+                    notes.append(str(t.forward_mode_note))
                 break
             for j in range(len(point.u)):
                 c = compare_forward_mode(point, i, j, out_t, tolerances=tolerances)
@@ -233,7 +248,12 @@ def run(target: Target, settings: Settings) -> Report:
                 comparisons.append(c)
 
     # -- reduced precision
-    if t.promoted:
+    if t.promoted and not s.check_backward_ad:
+        notes.append(
+            f"the {t.native_dtype} forward mode was not compared with the float64 one: "
+            f"check_backward_ad=False compares derivatives in float64 only"
+        )
+    elif t.promoted:
         native_grads = reverse_mode(t, point.cotangent_sets(), frozen, native=True)
         # The float64 gradient one native ulp of the inputs (and of the tensors the forward
         # saves for the backward) away, random signs per element. Elements far below their
@@ -517,6 +537,25 @@ def _frozen_comparisons(
                 ],
             ))
     return out
+
+
+def _forward_mode_missing(point: BasePoint, why: str) -> Comparison:
+    """A failed comparison: check_forward_ad=True, and forward mode cannot run."""
+    return Comparison(
+        check=FORWARD_MODE_CHECK,
+        input=", ".join(point.input_names),
+        output=", ".join(point.output_names),
+        error=math.inf,
+        tolerance=0.0,
+        tolerance_source="forward mode must run (check_forward_ad=True)",
+        passed=False,
+        kind=ComparisonKind.FORWARD_MODE,
+        notes=[
+            f"{why} check_forward_ad=True asks for a forward-mode rule for every operation "
+            f"(a custom autograd.Function needs a jvp staticmethod); pass "
+            f"check_forward_ad=False to check the backward only"
+        ],
+    )
 
 
 def _independence(point: BasePoint) -> Comparison:

@@ -13,6 +13,7 @@ import difflib
 from typing import Any, Sequence
 
 from ._check import _check_flags, _run, _settings
+from ._dropin import TorchOptions
 from ._report import Report, raise_for
 from ._targets import CheckInputError
 
@@ -61,7 +62,8 @@ def check_module(
             f"module must be a torch.nn.Module, got a {type(module).__name__}; for a plain "
             f"function use gradcheck(fn, inputs)"
         )
-    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, kw=kw)
+    options = TorchOptions.parse(kw, entry="gradcheck")
+    settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     names = _selected(module, parameters)
@@ -77,7 +79,7 @@ def check_module(
         )
     fn = _functional(module, len(args), names)
     report = _run(
-        fn, args + values, grad=None, settings=settings,
+        fn, args + values, grad=None, settings=settings, options=options,
         input_names=[f"inputs[{k}]" for k in range(len(args))] + list(names), promote=promote,
     )
     state = "training" if module.training else "eval"

@@ -25,6 +25,10 @@ class ComparisonKind(enum.Enum):
     DETERMINISM = "determinism"
     #: The backward in the inputs' own reduced dtype against the float64 one.
     PRECISION = "precision"
+    #: A property torch's gradcheck options check: undefined or zero output gradients,
+    #: batched (vmap) rules against the loop, gradient dtype/device/shape/layout, masked
+    #: gradients off the specified elements.
+    STRUCTURAL = "structural"
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,19 @@ class Report:
     def __bool__(self) -> bool:
         return self.passed
 
+    def __eq__(self, other: object) -> bool:
+        # `gradcheck(...) == True` and `assertEqual(gradcheck(...), True)` read as they do
+        # with torch's boolean verdict.
+        if isinstance(other, bool):
+            return self.passed is other
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(
+            getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(self)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as every non-frozen dataclass
+
     @property
     def status(self) -> str:
         """`"passed"`, `"failed"` or `"inconclusive"` (see the class docstring)."""
@@ -221,11 +238,20 @@ class Report:
 
 
 class GradientMismatch(AssertionError):
-    """Raised by a failing check; `.report` holds the full `Report`."""
+    """Raised by a failing check; `.report` holds the full `Report`.
+
+    A failing check of a torch function raises a subclass that is also torch's
+    `GradcheckError` (a `RuntimeError`), so that `except GradcheckError` and
+    `except RuntimeError` catch it as they catch torch's own failures.
+    """
 
     def __init__(self, report: Report) -> None:
         super().__init__(str(report))
         self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The torch subclass is built at run time: rebuild it by framework, not by name.
+        return (_mismatch, (self.report.framework, self.report))
 
 
 class InconclusiveCheck(AssertionError):
@@ -243,7 +269,18 @@ def raise_for(report: Report) -> None:
     if report.status == "inconclusive":
         raise InconclusiveCheck(report)
     if not report.passed:
-        raise GradientMismatch(report)
+        raise _mismatch(report.framework, report)
+
+
+def _mismatch(framework: str, report: Report) -> GradientMismatch:
+    """The `GradientMismatch` (subclass) a failing check of a `framework` function raises."""
+    from ._exceptions import mismatch_class_for
+
+    try:
+        cls = mismatch_class_for(framework)
+    except ValueError:  # a report built by hand for another framework
+        cls = GradientMismatch
+    return cls(report)
 
 
 def _format_comparison(c: Comparison) -> str:

@@ -290,7 +290,9 @@ def test_outputs_marked_non_differentiable_are_not_checked():
     x = rand(4, 3)
     report = gk.gradcheck(lambda x: torch.native_layer_norm(x, (3,), None, None, 1e-5), x)
     assert report.passed
-    assert {c.output for c in report.comparisons} == {"outputs[0]"}
+    # torch's structural checks (kind STRUCTURAL) pull back every output at once
+    compared = {c.output for c in report.comparisons if c.kind is not gk.ComparisonKind.STRUCTURAL}
+    assert compared == {"outputs[0]"}
     assert not gk.gradcheck(lambda x: x.detach() * 2, x, raise_exception=False)
 
 

@@ -12,11 +12,13 @@ from .._tolerance import FLOAT64_RELATIVE_FLOOR, Tolerances, within
 __all__ = ["compare_finite_differences", "finite_difference_check"]
 
 
-def finite_difference_check(*, hand_written: bool, promoted: bool) -> str:
-    """The comparison's name as reports print it."""
+def finite_difference_check(*, hand_written: bool, promoted: bool, forward: bool = False) -> str:
+    """The comparison's name as reports print it (`forward`: the analytic side is forward
+    mode, torch's `check_backward_ad=False`)."""
     check = (
         "hand-written gradient vs finite differences"
         if hand_written
+        else "forward mode vs finite differences" if forward
         else "reverse mode vs finite differences"
     )
     return check + (" (float64)" if promoted else "")

@@ -88,7 +88,7 @@ def forward_rule_disagreement(
     says so itself).
     """
     fd = finite_differences
-    if not forward.error > forward.tolerance:
+    if forward.error <= forward.tolerance:  # NaN (a rule that returns NaN) is no agreement
         return None
     if fd.numeric is None or forward.numeric is None or forward.analytic is None:
         return None

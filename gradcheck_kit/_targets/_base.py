@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Target", "CheckInputError", "RNG_SEED"]
+__all__ = ["Target", "CheckInputError", "ComplexOutputs", "RNG_SEED"]
 
 # Seed given to the global generators before every evaluation, so that a forward that
 # draws random numbers (dropout) draws the same ones at every perturbed input.
@@ -25,6 +25,11 @@ RNG_SEED = 20240601
 
 class CheckInputError(ValueError):
     """The function or its inputs cannot be checked as given; the message says how to fix it."""
+
+
+class ComplexOutputs(CheckInputError):
+    """The function returns complex tensors, which a real target cannot compare; `gradcheck`
+    then checks it through its real and imaginary parts."""
 
 
 class Target(ABC):
@@ -73,6 +78,11 @@ class Target(ABC):
     #: inputs). A hand-written grad may then return one gradient per input; the constants'
     #: entries are dropped.
     grad_positions: tuple[list[int], int] | None = None
+
+    #: Forward mode only (torch's `check_backward_ad=False`): the products `J^T u` come from
+    #: the Jacobian built column by column with forward mode, and the backward is never
+    #: called (see `use_forward_mode_only`).
+    forward_only: bool = False
 
     def __init__(self, grad: Callable[..., Any] | None = None) -> None:
         self.hand_written_grad = grad
@@ -322,6 +332,8 @@ class Target(ABC):
     ) -> list[list[np.ndarray]]:
         """`J^T u` for each set `u` of output cotangents (None: zero for that output), at
         the inputs `at` (default: the base point); `saved_noise` as in `_vjps`."""
+        if self.forward_only:
+            return self._vjps_by_forward_mode(cotangent_sets)
         self.backward_evals += len(cotangent_sets)
         self._seed_generators()
         if self.hand_written_grad is not None:
@@ -333,6 +345,58 @@ class Target(ABC):
             ]
         with _user_code("the backward pass"):
             return self._vjps(cotangent_sets, native, at, saved_noise)
+
+    def use_forward_mode_only(self) -> None:
+        """Check forward mode alone: every later `vjps` is computed from forward-mode
+        Jacobian columns, one per input element (as torch's forward-mode check computes
+        them), at the work precision; the backward is not called."""
+        if self.hand_written_grad is not None:
+            raise CheckInputError(
+                "check_backward_ad=False checks forward mode, and a hand-written grad= has "
+                "none; drop grad= or check_backward_ad=False"
+            )
+        self.forward_only = True
+        self._jacobian: list[np.ndarray] | None = None
+
+    def _forward_jacobian(self) -> list[np.ndarray]:
+        """Per input, the Jacobian of all outputs (flattened, in order) as a
+        (outputs, input elements) matrix."""
+        if self._jacobian is not None:
+            return self._jacobian
+        rows = int(sum(int(np.prod(s)) for s in self.output_shapes))
+        blocks = []
+        for i, x in enumerate(self.base):
+            block = np.empty((rows, x.size))
+            tangents = [np.zeros_like(b) for b in self.base]
+            for k in range(x.size):
+                tangents[i].flat[k] = 1.0
+                self.forward_evals += 1
+                self._seed_generators()
+                with _user_code("forward mode (check_backward_ad=False checks it alone)"):
+                    outs = self._jvp(tangents)
+                tangents[i].flat[k] = 0.0
+                block[:, k] = np.concatenate([np.ravel(o) for o in outs]) if outs else 0.0
+            blocks.append(block)
+        self._jacobian = blocks
+        return blocks
+
+    def _vjps_by_forward_mode(
+        self, cotangent_sets: Sequence[Sequence[np.ndarray | None]]
+    ) -> list[list[np.ndarray]]:
+        jacobian = self._forward_jacobian()
+        bounds = np.cumsum([0] + [int(np.prod(s)) for s in self.output_shapes])
+        results = []
+        for cots in cotangent_sets:
+            grads = [np.zeros(x.size) for x in self.base]
+            for j, u in enumerate(cots):
+                if u is None:
+                    continue
+                a, b = int(bounds[j]), int(bounds[j + 1])
+                flat = np.asarray(u, dtype=np.float64).ravel()
+                for i, block in enumerate(jacobian):
+                    grads[i] += flat @ block[a:b]
+            results.append([g.reshape(x.shape) for g, x in zip(grads, self.base)])
+        return results
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""

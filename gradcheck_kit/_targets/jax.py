@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import CheckInputError, Target, call_fn
+from ._base import CheckInputError, ComplexOutputs, Target, call_fn
 
 __all__ = ["JaxTarget", "vjp_function"]
 
@@ -81,6 +81,11 @@ class JaxTarget(Target):
         # truncated to float32 by jax's default configuration.
         with self._context(native=True):
             outs = self._outputs(self.base, native=True)
+        if any(jnp.iscomplexobj(o) for o in outs):
+            raise ComplexOutputs(
+                "the function returns a complex array; complex outputs are checked by "
+                "gradcheck without a hand-written grad=. Return real and imaginary parts"
+            )
         self._out_index = [k for k, o in enumerate(outs) if _is_float(o)]
         if len(self._out_index) < len(outs):
             self.notes.append("non-floating outputs are not differentiated")

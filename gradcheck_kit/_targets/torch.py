@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import RNG_SEED, CheckInputError, Target, call_fn
+from ._base import RNG_SEED, CheckInputError, ComplexOutputs, Target, call_fn
 from .torch_promotion import Promotion, parse_promote, reachable_modules
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
@@ -196,7 +196,7 @@ class TorchTarget(Target):
                 f"outputs {skipped} are not floating point and are not differentiated"
             )
         if any(o.is_complex() for o in outs):
-            raise CheckInputError(
+            raise ComplexOutputs(
                 "the function returns a complex tensor; complex outputs are not checked yet. "
                 "Return torch.view_as_real(output) instead"
             )
@@ -458,9 +458,15 @@ def _reachable_modules(fn: Any, inputs: Sequence[Any] = ()) -> list[torch.nn.Mod
 
 # -- second order ----------------------------------------------------------------------
 def vjp_function(
-    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int
+    fn: Callable[..., Any], inputs: Sequence[Any], grad_outputs: Any, seed: int,
+    *, non_contiguous: bool = False,
 ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-    """`(inputs..., v...) -> J(inputs)^T v` built with `create_graph=True`, and its inputs."""
+    """`(inputs..., v...) -> J(inputs)^T v` built with `create_graph=True`, and its inputs.
+
+    Drawn cotangents `v` are laid out non-contiguously with `non_contiguous` (torch's
+    `gen_non_contig_grad_outputs`): every other element of a buffer twice as long, so a
+    backward that assumes contiguous memory meets strided gradients.
+    """
     diff = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
     if not diff:
         raise CheckInputError(
@@ -481,7 +487,9 @@ def vjp_function(
     finally:
         restore()
     outs = _torch_outputs(outs)
-    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point()]
+    # Complex outputs are differentiable too (their cotangents complex): gradcheck then
+    # checks the map through real and imaginary parts.
+    float_outs = [k for k, o in enumerate(outs) if o.is_floating_point() or o.is_complex()]
     if not float_outs:
         raise CheckInputError(
             "fn returns no floating-point tensor, so it has no derivative to differentiate again"
@@ -489,7 +497,10 @@ def vjp_function(
     if grad_outputs is None:
         rng = np.random.default_rng(seed + 1)
         grad_outputs = tuple(
-            torch.as_tensor(rng.standard_normal(outs[k].shape)).to(dtype=outs[k].dtype, device=outs[k].device)
+            _laid_out(
+                _random_cotangent(rng, outs[k]),
+                non_contiguous,
+            )
             for k in float_outs
         )
     else:
@@ -502,7 +513,11 @@ def vjp_function(
                 f"grad_outputs must hold one tensor per floating-point output of fn, of that "
                 f"output's shape: {[tuple(outs[k].shape) for k in float_outs]}"
             )
-    grad_outputs = tuple(g.detach().clone().requires_grad_(True) for g in grad_outputs)
+    grad_outputs = tuple(
+        (g.detach() if non_contiguous and not g.is_contiguous() else g.detach().clone())
+        .requires_grad_(True)
+        for g in grad_outputs
+    )
     n = len(inputs)
 
     def vjp(*args: Any) -> tuple[Any, ...]:
@@ -512,7 +527,7 @@ def vjp_function(
             leaves = []
             for k in diff:
                 if not xs[k].requires_grad:
-                    xs[k] = xs[k].detach().requires_grad_(True)
+                    xs[k] = _requiring_grad(xs[k])
                 leaves.append(xs[k])
             out = _torch_outputs(fn(*xs))
             pairs = [(out[k], v) for k, v in zip(float_outs, vs) if out[k].requires_grad]
@@ -525,6 +540,35 @@ def vjp_function(
         return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves))
 
     return vjp, tuple(inputs) + grad_outputs
+
+
+def _random_cotangent(rng: np.random.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal entries shaped like `like` (complex: real and imaginary parts)."""
+    values = rng.standard_normal(like.shape)
+    if like.is_complex():
+        values = values + 1j * rng.standard_normal(like.shape)
+    return torch.as_tensor(values).to(dtype=like.dtype, device=like.device)
+
+
+def _requiring_grad(x: torch.Tensor) -> torch.Tensor:
+    """`x` requiring grad, its forward-mode tangent kept (forward over reverse).
+
+    The arguments are the check's own copies, so flagging them in place is safe; `detach`
+    would drop a dual tensor's tangent and make forward mode over the map read zero.
+    """
+    try:
+        return x.requires_grad_(True)
+    except RuntimeError:  # not a leaf: a view or the result of an operation
+        return x.view_as(x).detach().requires_grad_(True)
+
+
+def _laid_out(t: torch.Tensor, non_contiguous: bool) -> torch.Tensor:
+    if not non_contiguous or t.numel() <= 1:
+        return t
+    wide = torch.empty((*t.shape[:-1], 2 * t.shape[-1]), dtype=t.dtype, device=t.device)
+    view = wide[..., ::2]
+    view.copy_(t)
+    return view
 
 
 def _torch_outputs(outs: Any) -> tuple[Any, ...]:

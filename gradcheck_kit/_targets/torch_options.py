@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .._report import Comparison, GradientMismatch
+from .._dropin import validate_option_rules
+from .._report import Comparison, ComparisonKind, GradientMismatch
 
 __all__ = [
     "BATCH_SIZE",
@@ -48,6 +49,7 @@ __all__ = [
     "grad_attribute_comparisons",
     "masked_off_pattern_comparisons",
     "option_comparisons",
+    "private_inputs",
     "sparse_as_dense",
     "torch_gradient_mismatch",
     "undefined_grad_comparisons",
@@ -85,14 +87,17 @@ def torch_gradient_mismatch() -> type[GradientMismatch]:
     """
     from torch.autograd.gradcheck import GradcheckError
 
+    # Named as its public base, so that tracebacks read `gradcheck_kit.GradientMismatch`
+    # whichever framework raised it (`GradientMismatch.__reduce__` keeps it picklable).
     return type(
-        "TorchGradientMismatch",
+        "GradientMismatch",
         (GradientMismatch, GradcheckError),
         {
             "__doc__": "A failing gradcheck of a torch function: a `GradientMismatch` that "
             "`except torch.autograd.gradcheck.GradcheckError` and `except RuntimeError` "
             "also catch.",
             "__module__": "gradcheck_kit",
+            "__qualname__": "GradientMismatch",
         },
     )
 
@@ -108,30 +113,11 @@ def validate_torch_options(
     check_batched_forward_grad: bool,
 ) -> None:
     """Refuse the option combinations torch refuses, naming the argument and the fix."""
-    for name, value in (
-        ("check_forward_ad", check_forward_ad),
-        ("check_backward_ad", check_backward_ad),
-        ("check_batched_grad", check_batched_grad),
-        ("check_batched_forward_grad", check_batched_forward_grad),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}={value!r} must be True or False")
-    if not (check_forward_ad or check_backward_ad):
-        raise ValueError(
-            "check_forward_ad=False with check_backward_ad=False leaves nothing to check; "
-            "set at least one of them to True"
-        )
-    if check_batched_grad and not check_backward_ad:
-        raise ValueError(
-            "check_batched_grad=True checks the backward under vmap, which "
-            "check_backward_ad=False turns off; set check_batched_grad=False or "
-            "check_backward_ad=True"
-        )
-    if check_batched_forward_grad and not check_forward_ad:
-        raise ValueError(
-            "check_batched_forward_grad=True checks forward mode under vmap; it needs "
-            "check_forward_ad=True"
-        )
+    validate_option_rules(
+        check_forward_ad=check_forward_ad, check_backward_ad=check_backward_ad,
+        check_batched_grad=check_batched_grad,
+        check_batched_forward_grad=check_batched_forward_grad,
+    )
 
 
 # -- the whole set -----------------------------------------------------------------------
@@ -186,7 +172,40 @@ def option_comparisons(
             out += batched_forward_grad_comparisons(fn, inputs, seed=seed)
     if masked and check_backward_ad:
         out += masked_off_pattern_comparisons(fn, inputs, seed=seed)
+    for c in out:
+        c.kind = ComparisonKind.STRUCTURAL
     return out
+
+
+def private_inputs(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """Copies of the inputs for the structural checks, so that they cannot reach the caller.
+
+    Tensors keep dtype, device, strides (a backward that assumes contiguous memory meets a
+    transposed input as the caller's would), layout and `requires_grad`; generators are
+    copies in their current state (the caller's is not advanced); containers are copied
+    through; anything else is passed as it is.
+    """
+    from .torch import _like, generator_copy
+
+    def copy(x: Any) -> Any:
+        if isinstance(x, torch.Generator):
+            return generator_copy(x)
+        if isinstance(x, torch.Tensor):
+            if x.layout == torch.strided:
+                y = _like(x, x.dtype)
+                with torch.no_grad():
+                    y.copy_(x.detach())
+            else:
+                y = x.detach().clone()
+            differentiable = x.is_floating_point() or x.is_complex()
+            return y.requires_grad_(x.requires_grad) if differentiable else y
+        if type(x) in (tuple, list):
+            return type(x)(copy(v) for v in x)
+        if type(x) is dict:
+            return {k: copy(v) for k, v in x.items()}
+        return x
+
+    return tuple(copy(x) for x in inputs)
 
 
 # -- shared pieces -------------------------------------------------------------------------
@@ -856,6 +875,9 @@ class _Rebuild(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, pattern, masked, original, original_values):
         ctx.pattern, ctx.masked = pattern, masked
+        # An undefined gradient stays undefined: torch cannot materialize zeros of every
+        # sparse layout (blocked ones), and none are needed.
+        ctx.set_materialize_grads(False)
         if original is not None and torch.equal(values, original_values):
             # Non-masked: at the caller's own point the caller's tensor itself, so that
             # the backward runs at the caller's sparsity pattern (torch evaluates its
@@ -865,6 +887,8 @@ class _Rebuild(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if grad is None:
+            return None, None, None, None, None
         dense = grad.to_dense() if grad.layout != torch.strided else grad
         return (ctx.pattern.gather(dense) if ctx.masked else dense), None, None, None, None
 
@@ -1005,6 +1029,12 @@ class _Resolved(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad.resolve_conj().resolve_neg()
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        # Forward mode through the view: the (real) tangent as it is, as a view, since the
+        # forward returns one.
+        return tangent.view_as(tangent)
 
 
 @dataclass
