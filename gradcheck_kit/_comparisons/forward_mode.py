@@ -92,9 +92,17 @@ def forward_rule_disagreement(
         return None
     if fd.numeric is None or forward.numeric is None or forward.analytic is None:
         return None
-    if not (np.isfinite(fd.numeric) and np.isfinite(forward.numeric)):
-        return None
     pair = f"{forward.input} -> {forward.output}"
+    if not np.isfinite(fd.numeric):
+        return None
+    if not np.isfinite(forward.numeric):
+        if not fd.passed:
+            return None  # the backward fails against finite differences on its own
+        return (
+            f"forward mode returned {forward.numeric} for {pair} where reverse mode "
+            f"({forward.analytic:.10g}) agrees with finite differences: the forward-mode "
+            f"(jvp) rule is wrong, not the backward (pass check_forward_ad=True to fail it)"
+        )
     values = f"(reverse {forward.analytic:.10g}, forward {forward.numeric:.10g})"
 
     def distance(value: float) -> float:
