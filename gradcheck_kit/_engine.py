@@ -566,7 +566,8 @@ def _independence(point: BasePoint) -> Comparison:
         f"and perturbing the inputs leaves the outputs bit for bit unchanged, so analytic "
         f"and numeric derivatives are both 0 and nothing is checked. If the function reads "
         f"the tensor through a closure, a global or a module attribute, pass it as an "
-        f"argument and compute with that argument"
+        f"argument and compute with that argument; if it detaches it (.detach(), .data, "
+        f"torch.no_grad()), keep it in the graph"
     )
     return Comparison(
         check="dependence of the outputs on the inputs",

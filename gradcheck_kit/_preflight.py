@@ -74,11 +74,21 @@ def base_outputs(target: Target) -> tuple[list[np.ndarray], list[str]]:
             )
         else:
             diff = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(y0, y2))
+            one = len(t.generator_names) == 1
+            fix = (
+                f"The generator input{'' if one else 's'} {', '.join(t.generator_names)} "
+                f"{'is' if one else 'are'} replayed in the same state at every evaluation, so "
+                f"the randomness comes from elsewhere: draw only from {'it' if one else 'them'}, "
+                f"not from a generator held in a closure or a global, or make the kernels "
+                f"deterministic"
+                if t.generator_names else
+                "Fix its randomness (e.g. pass a generator or key as an input) or make its "
+                "kernels deterministic"
+            )
             raise CheckInputError(
                 f"the function returns different values for the same input (by up to "
                 f"{diff:.3g}) even with the random generators reseeded; finite differences "
-                f"need a deterministic function. Fix its randomness (e.g. pass a generator "
-                f"or key as an input) or make its kernels deterministic"
+                f"need a deterministic function. {fix}"
             )
     return y0, notes
 

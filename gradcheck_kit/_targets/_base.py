@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Target", "CheckInputError", "ComplexOutputs", "RNG_SEED"]
+__all__ = ["Target", "CheckInputError", "ComplexOutputs", "RNG_SEED", "scalar_output_required"]
 
 # Seed given to the global generators before every evaluation, so that a forward that
 # draws random numbers (dropout) draws the same ones at every perturbed input.
@@ -69,10 +69,12 @@ class Target(ABC):
     outputs_independent: bool = False
     #: True when the outputs are differentiable, but through tensors other than the inputs
     #: as passed (the graph from the outputs reaches none of them: a closure or a global
-    #: read instead of the argument). A constant function, whose zero gradient is right,
-    #: stays False.
+    #: read instead of the argument), or when no output requires grad at all (detached).
+    #: A constant function, whose zero gradient is right, stays False.
     outputs_disconnected: bool = False
     notes: list[str]
+    #: Names of the inputs that are random generators, replayed at every evaluation.
+    generator_names: tuple[str, ...] = ()
 
     #: Where some inputs are constants: (positions of the differentiable ones, number of
     #: inputs). A hand-written grad may then return one gradient per input; the constants'
@@ -466,6 +468,20 @@ def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
     with np.errstate(all="ignore"):
         stays = (x + h * a).astype(np.float32) == x.astype(np.float32)
     return np.where(stays, a, -a)
+
+
+def scalar_output_required(shapes: Sequence[tuple[int, ...]], own: str) -> CheckInputError:
+    """The error for a hand-written grad= with outputs other than one scalar.
+
+    A hand-written gradient is the gradient of one scalar loss; any other output has a
+    Jacobian, not a gradient, and comparing it would report a mismatch that is not there.
+    `own` names the framework's own derivatives ("torch's own backward").
+    """
+    return CheckInputError(
+        f"with a hand-written grad= the function must return one scalar, and it returned "
+        f"{len(shapes)} output(s) of shapes {[tuple(s) for s in shapes]}; reduce it to a "
+        f"scalar loss first (e.g. lambda *a: fn(*a).sum()), or drop grad= to check {own}"
+    )
 
 
 def call_fn(fn: Callable[..., Any], args: Sequence[Any]) -> Any:

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import CheckInputError, ComplexOutputs, Target, call_fn
+from ._base import CheckInputError, ComplexOutputs, Target, call_fn, scalar_output_required
+from ._rng import fresh_generator, is_generator
 
 __all__ = ["JaxTarget", "vjp_function"]
 
@@ -55,6 +56,8 @@ class JaxTarget(Target):
         self._leaves = [leaf for _, leaf in leaves_with_path]
         self._diff = []
         for n, (path, leaf) in enumerate(leaves_with_path):
+            if is_generator(leaf):
+                continue
             if _is_kind(leaf, jnp.complexfloating):
                 raise CheckInputError(
                     f"inputs{jax.tree_util.keystr(path)} is complex; complex inputs are not "
@@ -70,6 +73,10 @@ class JaxTarget(Target):
         self.input_names = [
             f"inputs{jax.tree_util.keystr(leaves_with_path[n][0])}" for n in self._diff
         ]
+        self.generator_names = tuple(
+            f"inputs{jax.tree_util.keystr(path)}" for path, leaf in leaves_with_path
+            if is_generator(leaf)
+        )
         self._dtypes = [jnp.result_type(self._leaves[n]) for n in self._diff]
         self.native_dtypes = [np.dtype(d).name for d in self._dtypes]
         self.base = [np.asarray(self._leaves[n]).astype(np.float64) for n in self._diff]
@@ -80,7 +87,10 @@ class JaxTarget(Target):
         # Float64 inputs are evaluated in float64 (x64 enabled for the call), never
         # truncated to float32 by jax's default configuration.
         with self._context(native=True):
-            outs = self._outputs(self.base, native=True)
+            try:
+                outs = self._outputs(self.base, native=True)
+            except TypeError as exc:
+                raise _static_error(exc, leaves_with_path) or exc
         if any(jnp.iscomplexobj(o) for o in outs):
             raise ComplexOutputs(
                 "the function returns a complex array; complex outputs are checked by "
@@ -91,6 +101,8 @@ class JaxTarget(Target):
             self.notes.append("non-floating outputs are not differentiated")
         if not self._out_index:
             raise CheckInputError("the function returns no floating-point array to differentiate")
+        if grad is not None and (len(outs) != 1 or np.size(outs[0]) != 1):
+            raise scalar_output_required([np.shape(o) for o in outs], "jax's own derivatives")
         self._n_outputs = len(outs)
         self.output_names = (
             ["output"] if self._n_outputs == 1 else [f"outputs[{k}]" for k in self._out_index]
@@ -120,7 +132,9 @@ class JaxTarget(Target):
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool) -> list[Any]:
         promote = self.promoted and not native
-        leaves = list(self._leaves)
+        # A generator leaf (numpy, Python) is copied for each call: the same draws at every
+        # perturbed input, and the caller's is not advanced. (Keys are arrays, not state.)
+        leaves = [fresh_generator(x) if is_generator(x) else x for x in self._leaves]
         for n, x, d in zip(self._diff, xs, self._dtypes):
             leaves[n] = jnp.asarray(x, dtype=jnp.float64 if promote else d)
         if promote:
@@ -197,6 +211,26 @@ class JaxTarget(Target):
         with self._context(native):
             leaves = self._args(xs, native)
             return self.hand_written_grad(*jax.tree_util.tree_unflatten(self._treedef, leaves))
+
+
+def _static_error(exc: TypeError, leaves_with_path: Sequence[Any]) -> CheckInputError | None:
+    """For a jit-compiled fn given a string (or other non-array) it does not mark static."""
+    if "static" not in str(exc) and "valid JAX type" not in str(exc):
+        return None
+    for path, leaf in leaves_with_path:
+        if isinstance(leaf, (str, bytes)) or leaf is None:
+            name = f"inputs{jax.tree_util.keystr(path)}"
+            top = getattr(path[0], "idx", None) if len(path) else None
+            where = f"static_argnums={top}" if top is not None else "static_argnums"
+            error = CheckInputError(
+                f"{name} is a {type(leaf).__name__} ({leaf!r}), and fn is jit-compiled "
+                f"without marking it static, so jax cannot trace it: mark it static, "
+                f"jax.jit(f, {where}) or static_argnames=..., or close over it, "
+                f"gradcheck(lambda *a: fn(..., {leaf!r}), arrays)"
+            )
+            error.__cause__ = exc
+            return error
+    return None
 
 
 # -- second order ----------------------------------------------------------------------

@@ -8,7 +8,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ._base import RNG_SEED, CheckInputError, ComplexOutputs, Target, call_fn
+from ._base import (
+    RNG_SEED, CheckInputError, ComplexOutputs, Target, call_fn, first_sentence,
+    scalar_output_required,
+)
+from ._rng import fresh_generator, is_generator
 from .torch_promotion import Promotion, parse_promote, reachable_modules
 
 __all__ = ["TorchTarget", "module_state_keeper", "generator_copy", "vjp_function"]
@@ -78,23 +82,28 @@ class TorchTarget(Target):
                     f"differentiate at; create it on cpu or cuda"
                 )
         diff = [self._inputs[i] for i in self._diff]
+        self.generator_names = tuple(n for n, x in zip(self._names, self._inputs) if is_generator(x))
         self.input_names = [self._names[i] for i in self._diff]
         self.native_dtypes = [str(x.dtype).replace("torch.", "") for x in diff]
         self.base = [x.detach().to(dtype=torch.float64).cpu().numpy().copy() for x in diff]
         self.device = str(diff[0].device)
         self._grad_in_forward = grad_in_forward
         self._native_ok = True
+        # Floating-point outputs that do not require grad while others do (not checked),
+        # and those of them seen to change with the inputs.
+        self._unchecked: list[int] = []
+        self._unchecked_ref: dict[tuple[int, bool], torch.Tensor] = {}
+        self._moving: set[int] = set()
 
-        outs = self._raw_outputs(self.base, native=True, track=True)
+        try:
+            outs = self._raw_outputs(self.base, native=True, track=True)
+        except CheckInputError:
+            raise
+        except Exception as exc:
+            raise self._numpy_leaves_error(exc) or exc
         self._check_outputs(outs)
         if grad is not None and (len(outs) != 1 or outs[0].numel() != 1):
-            shapes = [tuple(o.shape) for o in outs]
-            raise CheckInputError(
-                f"with a hand-written grad= the function must return one scalar, and it "
-                f"returned {len(outs)} output(s) of shapes {shapes}; reduce it to a scalar "
-                f"loss first (e.g. lambda *a: fn(*a).sum()), or drop grad= to check torch's "
-                f"own backward"
-            )
+            raise scalar_output_required([tuple(o.shape) for o in outs], "torch's own backward")
         self._n_outputs = len(outs)
         self.output_names = (
             ["output"] if len(self._out_index) == 1 and self._single_output
@@ -104,6 +113,27 @@ class TorchTarget(Target):
         self.native_outputs = [self._to_numpy(outs[k]) for k in self._out_index]
         self._decide_promotion()
         self._probe()
+        self.notes += self._unchecked_notes()
+
+    def _numpy_leaves_error(self, exc: Exception) -> CheckInputError | None:
+        """Where fn rejects the inputs and some are numpy arrays: name them and the fix."""
+        arrays = [
+            (n, x) for n, x in zip(self._names, self._inputs) if isinstance(x, np.ndarray)
+        ]
+        if not arrays:
+            return None
+        names = ", ".join(n for n, _ in arrays)
+        first, x = arrays[0]
+        kind = "integer " if x.dtype.kind in "iub" else ""
+        error = CheckInputError(
+            f"fn raised {type(exc).__name__} ({first_sentence(exc)}) and {names} "
+            f"{'is a numpy array' if len(arrays) == 1 else 'are numpy arrays'}, which a torch "
+            f"function may not accept: pass {kind}arrays as tensors, torch.as_tensor({first}) "
+            f"(integer ones such as labels stay constants; floating-point ones whose "
+            f"gradient is wanted with requires_grad=True)"
+        )
+        error.__cause__ = exc
+        return error
 
     # -- building calls ---------------------------------------------------------------------
     def _args(self, xs: Sequence[np.ndarray], native: bool, requires_grad: bool = False):
@@ -124,10 +154,10 @@ class TorchTarget(Target):
             args[i] = t
             made.append(t)
         for i, x in enumerate(self._inputs):
-            if isinstance(x, torch.Generator):
+            if is_generator(x):
                 # Each evaluation draws from a copy in the caller's state: the same numbers
                 # at every perturbed input, and the caller's generator is not advanced.
-                args[i] = generator_copy(x)
+                args[i] = fresh_generator(x)
                 continue
             if i in self._diff or not isinstance(x, torch.Tensor):
                 continue
@@ -184,11 +214,14 @@ class TorchTarget(Target):
         # defines no gradient for them; only when no output requires grad are they all
         # checked, so that a function detached by mistake is still caught.
         constant = [k for k in self._out_index if not outs[k].requires_grad]
+        if self.hand_written_grad is None and constant and len(constant) == len(self._out_index):
+            # No output is in autograd's graph: a check of outputs that also do not change
+            # with the inputs (`_probe`) would be vacuous, and the engine says so.
+            self.outputs_disconnected = True
         if constant and len(constant) < len(self._out_index):
-            self.notes.append(
-                f"outputs {constant} do not require grad (non-differentiable by design) and "
-                f"are not checked"
-            )
+            # Which of them change with the inputs is seen in the evaluations (`_evaluate`)
+            # and reported once the set-up probes have run (`_unchecked_notes`).
+            self._unchecked = constant
             self._out_index = [k for k in self._out_index if k not in constant]
         skipped = [k for k, o in enumerate(outs) if not o.is_floating_point()]
         if skipped:
@@ -259,6 +292,48 @@ class TorchTarget(Target):
             )
         return None
 
+    def _watch_unchecked(self, outs: list[Any], native: bool) -> None:
+        """Record which unchecked outputs change between evaluations (of one precision)."""
+        for k in self._unchecked:
+            if k in self._moving or k >= len(outs):
+                continue
+            ref = self._unchecked_ref.setdefault((k, native), outs[k].detach().clone())
+            same = ref.shape == outs[k].shape and torch.equal(ref, outs[k].detach())
+            if not same:
+                self._moving.add(k)
+
+    def _unchecked_notes(self) -> list[str]:
+        """What the check says about floating-point outputs that do not require grad.
+
+        torch defines no gradient for them and its gradcheck skips them, as this one does:
+        batch norm's saved statistics and outputs a Function marks non-differentiable are
+        such by design. An output detached by mistake (`.detach()`, `.data`, computed under
+        `torch.no_grad()`) looks the same to autograd, but its value still changes with the
+        inputs: the note says which outputs do, so a missing gradient is not skipped silently.
+        """
+        notes = []
+        moving = [k for k in self._unchecked if k in self._moving]
+        still = [k for k in self._unchecked if k not in self._moving]
+        if moving:
+            names = ", ".join(f"outputs[{k}]" for k in moving)
+            notes.append(
+                f"{names} {'does' if len(moving) == 1 else 'do'} not require grad, yet "
+                f"{'its value changes' if len(moving) == 1 else 'their values change'} with "
+                f"the inputs: autograd does not differentiate "
+                f"{'it' if len(moving) == 1 else 'them'}, so no gradient is checked there. "
+                f"If detached by mistake (.detach(), .data, torch.no_grad()), the gradient "
+                f"is missing: keep it in the graph. Outputs marked non-differentiable by "
+                f"design (batch-norm statistics, ctx.mark_non_differentiable) are skipped, "
+                f"as torch.autograd.gradcheck skips them"
+            )
+        if still:
+            names = ", ".join(f"outputs[{k}]" for k in still)
+            notes.append(
+                f"{names} {'does' if len(still) == 1 else 'do'} not require grad and "
+                f"did not change with the inputs: not checked"
+            )
+        return notes
+
     # -- Target interface -------------------------------------------------------------------
     def _evaluate(self, xs, native):
         outs = self._raw_outputs(xs, native)
@@ -267,6 +342,8 @@ class TorchTarget(Target):
                 f"the function returned {len(outs)} outputs on one call and "
                 f"{self._n_outputs} on another; it must return the same outputs every time"
             )
+        if self._unchecked:
+            self._watch_unchecked(outs, native)
         return [self._to_numpy(outs[k]) for k in self._out_index]
 
     def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):
@@ -387,9 +464,7 @@ def _unflatten(structure: Any, leaves: Any) -> Any:
 
 def generator_copy(g: torch.Generator) -> torch.Generator:
     """A new generator on `g`'s device, in `g`'s current state."""
-    copy = torch.Generator(device=g.device)
-    copy.set_state(g.get_state())
-    return copy
+    return fresh_generator(g)
 
 
 def _like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -475,7 +550,7 @@ def vjp_function(
         )
     first = [
         x.detach().requires_grad_(True) if k in diff
-        else generator_copy(x) if isinstance(x, torch.Generator) else x
+        else fresh_generator(x) if is_generator(x) else x
         for k, x in enumerate(inputs)
     ]
     # This call is outside the check proper: it too must leave buffers and generators as
