@@ -185,11 +185,12 @@ def private_inputs(inputs: Sequence[Any]) -> tuple[Any, ...]:
     copies in their current state (the caller's is not advanced); containers are copied
     through; anything else is passed as it is.
     """
-    from .torch import _like, generator_copy
+    from ._rng import fresh_generator, is_generator
+    from .torch import _like
 
     def copy(x: Any) -> Any:
-        if isinstance(x, torch.Generator):
-            return generator_copy(x)
+        if is_generator(x):  # torch, numpy and random generators alike
+            return fresh_generator(x)
         if isinstance(x, torch.Tensor):
             if x.layout == torch.strided:
                 y = _like(x, x.dtype)
