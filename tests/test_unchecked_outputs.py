@@ -68,3 +68,12 @@ def test_all_outputs_detached_is_never_a_pass():
         assert "keep it in the graph" in c.inconclusive_reason
     # A constant whose graph reaches the input has a right zero gradient.
     assert gk.gradcheck(lambda x: (x * 0).sum(), _x())
+
+
+def test_a_step_function_of_its_inputs_passes_with_a_zero_derivative():
+    # A mask of the input (no graph, constant near the point): torch passes it, and its
+    # zero derivative is right; unlike a function that ignores its input.
+    x = torch.tensor([0.1, 0.35, 0.9], dtype=torch.float64, requires_grad=True)
+    report = gk.gradcheck(lambda x: ((x > 0.3) & (x < 0.6)).to(x.dtype), x, raise_exception=False)
+    assert report.status == "passed"
+    assert any("constant near the inputs" in n for n in report.notes)
