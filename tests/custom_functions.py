@@ -97,3 +97,19 @@ def product(*, b_factor: float = 1.0):
             return g * b, g * a * b_factor
 
     return Mul.apply
+
+
+class TanhMatmul(torch.autograd.Function):
+    """`tanh(x @ w)` with a backward off by `factor`."""
+
+    @staticmethod
+    def forward(ctx, x, w, factor):
+        y = torch.tanh(x @ w)
+        ctx.save_for_backward(y, w)
+        ctx.factor = factor
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, w = ctx.saved_tensors
+        return ctx.factor * (g * (1 - y * y)) @ w.T, None, None

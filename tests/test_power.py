@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gradcheck_kit as gk
+from custom_functions import TanhMatmul
 
 
 def _captured_w32():
@@ -48,31 +49,15 @@ def test_float32_closure_check_is_inconclusive_with_fixes_named():
         assert fix in message
 
 
-class _TanhMatmul(torch.autograd.Function):
-    """`tanh(x @ w)` with a backward off by `factor`."""
-
-    @staticmethod
-    def forward(ctx, x, w, factor):
-        y = torch.tanh(x @ w)
-        ctx.save_for_backward(y, w)
-        ctx.factor = factor
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        y, w = ctx.saved_tensors
-        return ctx.factor * (g * (1 - y * y)) @ w.T, None, None
-
-
 def test_float32_closure_check_with_factor_two_bug_still_fails():
     w32 = _captured_w32()
     x = _x()
     report = gk.gradcheck(
-        lambda x: _TanhMatmul.apply(x, w32, 2.0).sum(), x, raise_exception=False
+        lambda x: TanhMatmul.apply(x, w32, 2.0).sum(), x, raise_exception=False
     )
     assert report.status == "failed"
     with pytest.raises(gk.GradientMismatch):
-        gk.gradcheck(lambda x: _TanhMatmul.apply(x, w32, 2.0).sum(), x)
+        gk.gradcheck(lambda x: TanhMatmul.apply(x, w32, 2.0).sum(), x)
 
 
 def test_numpy_hand_written_gradient_in_float64_passes_with_finite_power():

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import gradcheck_kit as gk
+from custom_functions import TanhMatmul
 from gradcheck_kit import CheckInputError
 
 
@@ -123,22 +124,6 @@ def test_native_evaluations_see_the_float32_module_and_float64_ones_its_copy():
     }
 
 
-class _TanhMatmul(torch.autograd.Function):
-    """`tanh(x @ w)` with a backward off by `factor`."""
-
-    @staticmethod
-    def forward(ctx, x, w, factor):
-        y = torch.tanh(x @ w)
-        ctx.save_for_backward(y, w)
-        ctx.factor = factor
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        y, w = ctx.saved_tensors
-        return ctx.factor * (g * (1 - y * y)) @ w.T, None, None
-
-
 def test_captured_tensor_listed_in_promote_makes_the_check_conclusive():
     w32 = torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
     kept = w32.clone()
@@ -147,7 +132,7 @@ def test_captured_tensor_listed_in_promote_makes_the_check_conclusive():
                          raise_exception=False)
     assert right.status == "passed" and right.promoted and right.power < 1e-6
     assert right.promoted_objects == ["1 tensor listed in promote="]
-    buggy = gk.gradcheck(lambda x: _TanhMatmul.apply(x, w32, 2.0).sum(), x, promote=w32,
+    buggy = gk.gradcheck(lambda x: TanhMatmul.apply(x, w32, 2.0).sum(), x, promote=w32,
                          raise_exception=False)
     assert buggy.status == "failed" and buggy.promoted
     assert w32.dtype == torch.float32 and torch.equal(w32, kept) and w32._version == 0
