@@ -1,4 +1,4 @@
-"""The finite-difference oracle and the tolerance model."""
+"""The finite-difference oracle (`_finite_differences`) and the tolerance model it feeds."""
 
 from __future__ import annotations
 
