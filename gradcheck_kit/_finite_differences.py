@@ -149,9 +149,9 @@ class Derivative:
     #: kept smallest step (`|g(h) + g(-h) - 2 g(0)| > |g(h) - g(-h)|`). None: not known.
     curved: np.ndarray | None = None
     #: Per element: how much g bends, in g's units per unit t squared: the smallest
-    #: second difference over the steps, `|g(t) + g(-t) - 2 g(0)| / t^2` and, on each side,
-    #: `|g(2t) - 2 g(t) + g(0)| / t^2` (the smallest, since noise, a kink or truncation only
-    #: inflate it). None: not known.
+    #: second difference over the steps, `|g(t) + g(-t) - 2 g(0)| / t^2` and, on each side
+    #: at the largest steps of each attempt, `|g(2t) - 2 g(t) + g(0)| / t^2` (the smallest,
+    #: since noise, a kink at the point or truncation only inflate it). None: not known.
     bend: np.ndarray | None = None
     #: Per element: whether g differed from g(0) at some step. None: not known.
     moved: np.ndarray | None = None
@@ -491,9 +491,7 @@ def _lower_bend(points, g0: np.ndarray, bend: np.ndarray, moved: np.ndarray) -> 
 
     NaN (a value outside the domain, inf - inf) leaves an element's bend as it was.
     """
-    def lower(a: np.ndarray, b: np.ndarray, wb: float, w0: float, h: float) -> None:
-        sd = a + wb * b
-        sd += w0 * g0
+    def lower(sd: np.ndarray, h: float) -> None:
         np.abs(sd, out=sd)
         sd /= h * h
         np.fmin(bend, sd, out=bend)
@@ -503,13 +501,20 @@ def _lower_bend(points, g0: np.ndarray, bend: np.ndarray, moved: np.ndarray) -> 
             for side in (p, m):
                 if _usable(side):
                     np.logical_or(moved, side != g0, out=moved)
+            # In place, one output-sized temporary each (outputs may have 1e7 elements).
             if _usable(p) and _usable(m):
-                lower(p, m, 1.0, -2.0, h)  # g(h) + g(-h) - 2 g(0)
-            if k + 1 < len(points):
-                half, p2, m2 = points[k + 1]
+                sd = p + m  # g(h) + g(-h) - 2 g(0)
+                sd -= g0
+                sd -= g0
+                lower(sd, h)
+            if k == 0:  # one-sided at the largest steps only: where noise matters least
+                half, p2, m2 = points[1]
                 for far, near in ((p, p2), (m, m2)):
                     if _usable(far) and _usable(near):
-                        lower(far, near, -2.0, 1.0, half)  # g(2t) - 2 g(t) + g(0), t = h / 2
+                        sd = far - near  # g(2t) - 2 g(t) + g(0), t = h / 2
+                        sd -= near
+                        sd += g0
+                        lower(sd, half)
 
 
 def _usable(y) -> bool:
