@@ -392,7 +392,7 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
-        _lower_bend(points, g0, bend, moved)
+        _lower_bend(points, g0, eps, bend, moved)
         estimate = _estimate(points, g0, eps, safety, noise)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
@@ -485,14 +485,25 @@ def _unreliable(
     return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
 
 
-def _lower_bend(points, g0: np.ndarray, bend: np.ndarray, moved: np.ndarray) -> None:
+def _lower_bend(
+    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray
+) -> None:
     """Lower `bend` in place to the second differences of one attempt (`Derivative.bend`)
     and mark in `moved` the elements that differ from g0 at one of its steps.
 
-    NaN (a value outside the domain, inf - inf) leaves an element's bend as it was.
+    A second difference within the model's rounding of its evaluations is no measurement
+    (at small steps `t^2 g''` rounds away: exp(3t) at t = 1e-9), and leaves the bend as it
+    was; so does NaN (a value outside the domain, inf - inf).
     """
-    def lower(sd: np.ndarray, h: float) -> None:
+    ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
+    at_point = np.abs(g0) * ulps
+
+    def lower(sd: np.ndarray, h: float, *values: np.ndarray) -> None:
         np.abs(sd, out=sd)
+        rounding = at_point.copy()
+        for y in values:
+            rounding += np.abs(y) * ulps
+        sd[~(sd > rounding)] = np.nan
         sd /= h * h
         np.fmin(bend, sd, out=bend)
 
@@ -501,12 +512,11 @@ def _lower_bend(points, g0: np.ndarray, bend: np.ndarray, moved: np.ndarray) -> 
             for side in (p, m):
                 if _usable(side):
                     np.logical_or(moved, side != g0, out=moved)
-            # In place, one output-sized temporary each (outputs may have 1e7 elements).
             if _usable(p) and _usable(m):
                 sd = p + m  # g(h) + g(-h) - 2 g(0)
                 sd -= g0
                 sd -= g0
-                lower(sd, h)
+                lower(sd, h, p, m)
             if k == 0:  # one-sided at the largest steps only: where noise matters least
                 half, p2, m2 = points[1]
                 for far, near in ((p, p2), (m, m2)):
@@ -514,7 +524,7 @@ def _lower_bend(points, g0: np.ndarray, bend: np.ndarray, moved: np.ndarray) -> 
                         sd = far - near  # g(2t) - 2 g(t) + g(0), t = h / 2
                         sd -= near
                         sd += g0
-                        lower(sd, half)
+                        lower(sd, half, far, near)
 
 
 def _usable(y) -> bool:

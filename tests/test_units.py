@@ -76,3 +76,25 @@ def test_a_float32_output_that_never_moves_is_inconclusive_not_compared_with_zer
     report = gk.gradcheck(wrong, (torch.rand(4, dtype=torch.float64, requires_grad=True), y),
                           raise_exception=False)
     assert report.status == "failed" and report.failures[0].input == "inputs[1]"
+
+
+def test_the_bend_along_the_probe_is_measured_in_the_outputs_units():
+    # The second derivative along t, from the finite-difference evaluations themselves,
+    # scaled with the outputs' units; zero for a linear or constant output. Retries at
+    # tiny steps (the kink of |t| forces them) do not erase it: there t^2 g'' rounds away,
+    # which is no measurement.
+    from gradcheck_kit._finite_differences import directional_derivative
+
+    def bend(units: float):
+        g = lambda t: units * np.array([np.exp(3 * t), 2.0 + 5.0 * t, abs(t), 0.0])
+        d = directional_derivative(g, eps=2.0**-53, step=2.0**-11)
+        assert len(d.steps_tried) > 1
+        return d.bend, d.moved
+
+    base, moved = bend(1.0)
+    assert abs(base[0] - 9.0) < 1e-2
+    assert base[1] == 0.0 and base[3] == 0.0
+    assert moved.tolist() == [True, True, True, False]
+    for units in (2.0**-70, 2.0**60):
+        scaled, _ = bend(units)
+        assert np.array_equal(scaled, base * units)
