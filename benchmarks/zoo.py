@@ -787,6 +787,55 @@ def _torch_dynamic_range() -> list[Case]:
     ]
 
 
+def _torch_units() -> list[Case]:
+    """Issue 10 item 12: functions in physical units, far from 1, where a tolerance with an
+    absolute floor passes a factor-2 bug; and the control a floor was meant for."""
+    cat = "physical units"
+    sigma, epsilon = 3.4e-10, 1.65e-21  # argon, SI units (m, J)
+
+    def pairs(pos: Tensor) -> tuple[Tensor, Tensor]:
+        d = pos[:, None, :] - pos[None, :, :]
+        eye = torch.eye(pos.shape[0], dtype=torch.bool)
+        r = torch.where(eye, torch.ones((), dtype=pos.dtype), (d * d).sum(-1)).sqrt()
+        return d, torch.where(eye, torch.full_like(r, math.inf), r)
+
+    def lj_energy(pos: Tensor) -> Tensor:
+        _, r = pairs(pos)
+        sr6 = (sigma / r) ** 6
+        return 2.0 * epsilon * (sr6 * sr6 - sr6).sum()  # each pair twice: 4 eps / 2
+
+    def lj_force(factor: float) -> Callable[[Tensor, Tensor], Tensor]:
+        def backward(g: Tensor, pos: Tensor) -> Tensor:
+            d, r = pairs(pos)
+            sr6 = (sigma / r) ** 6
+            de_dr = 4.0 * epsilon * (6.0 * sr6 - 12.0 * sr6 * sr6) / r
+            return factor * g * (de_dr[..., None] * d / r[..., None]).sum(1)
+        return backward
+
+    lattice = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1]], float)
+    atoms = lambda dtype: (_tensor((lattice + 0.05 * _normal(74, lattice.shape)) * 3.8e-10, dtype),)
+    sq = lambda x: (x * x).sum()
+    return [
+        _unary("sum_x2_at_1e-8_factor_two", cat, True, sq, lambda g, x: 4.0 * g * x,
+               _vec(75, 8, scale=1e-8), "sum x^2 at x ~ 1e-8 (value 1e-16) with 4x for 2x"),
+        _unary("sum_x2_at_1e-8_correct", "control", False, sq, lambda g, x: 2.0 * g * x,
+               _vec(75, 8, scale=1e-8), "sum x^2 at x ~ 1e-8, correct"),
+        _unary("lennard_jones_si_force_x2", cat, True, lj_energy, lj_force(2.0), atoms,
+               "Lennard-Jones energy of 6 argon atoms in SI units (1e-21 J, 1e-10 m), "
+               "forces doubled"),
+        _unary("lennard_jones_si_correct", "control", False, lj_energy, lj_force(1.0), atoms,
+               "Lennard-Jones energy of 6 argon atoms in SI units, correct forces"),
+        _torch_case("var_exp_at_zero_correct", "control", False, lambda x: x.exp().var(),
+                    lambda x: x.exp().var(), lambda dtype: (_tensor(np.zeros(5), dtype),),
+                    description="var(exp(x)) at x = 0: value and gradient vanish, the "
+                                "intermediates are 1"),
+        _torch_case("var_exp_at_zero_times_2e60_correct", "control", False,
+                    lambda x: x.exp().var() * 2.0**60, lambda x: x.exp().var() * 2.0**60,
+                    lambda dtype: (_tensor(np.zeros(5), dtype),),
+                    description="2^60 var(exp(x)) at x = 0: the same in other units"),
+    ]
+
+
 def _module_case(name: str, category: str, buggy: bool,
                  make: Callable[[bool, str], Callable[..., Tensor]],
                  inputs: Callable[[str], tuple[Tensor, ...]], description: str) -> Case:
@@ -1116,6 +1165,7 @@ def zoo_cases() -> list[Case]:
         + _torch_held_fixed_and_independent()
         + _torch_kinked_probe()
         + _torch_dynamic_range()
+        + _torch_units()
         + _torch_float32_modules()
         + _torch_finite_difference_edges()
         + _torch_float32_inside()

@@ -183,9 +183,13 @@ def run(target: Target, settings: Settings) -> Report:
         forward=not s.check_backward_ad,
     )
     fd: dict[tuple[int, int], int] = {}  # (i, j) -> index of its comparison
-    ds: dict[int, Derivative] = {}
+    ds: dict[int, Derivative] = {i: derivative(i, point.v[i]) for i in point.checked}
+    # How much the outputs bend along every probe, summed: part of each probe's natural
+    # size, in the outputs' units (`output_scales`).
+    bends = _bends(point, ds)
+    point = dataclasses.replace(point, out_scale=tuple(output_scales(point.u, point.y0, bends)))
     for i in point.checked:
-        d = ds[i] = derivative(i, point.v[i])
+        d = ds[i]
         found = [
             compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check)
             for j in range(len(point.u))
@@ -200,11 +204,16 @@ def run(target: Target, settings: Settings) -> Report:
             ]
         for j, c in enumerate(found):
             fd[i, j] = len(comparisons)
+            c = _unresolved_underflow(point, i, j, d, c, tolerances)
+            if not t.promoted and tolerances.work.name != "float64":
+                c = _unresolved_quantised(point, i, j, d, c, tolerances)
             comparisons.append(c)
         if np.any(d.kink):
             _split_kinks(point, i, d, comparisons, fd, derivative=derivative, tolerances=tolerances, check=check)
 
-    comparisons += _equalised(t, point, ds, frozen, tolerances=tolerances, check=check)
+    comparisons += _equalised(
+        t, point, ds, frozen, bends, tolerances=tolerances, check=check
+    )
 
     # -- forward mode: where it disagrees with reverse mode beyond rounding, finite
     # differences decide whether the backward is wrong (`forward_rule_disagreement`)
@@ -335,6 +344,7 @@ def _equalised(
     point: BasePoint,
     ds: dict[int, Derivative],
     frozen: list[np.ndarray],
+    bends: np.ndarray,
     *,
     tolerances: Tolerances,
     check: str,
@@ -367,7 +377,7 @@ def _equalised(
         [grads] = reverse_mode(t, [on_output(j, u, len(point.u))], frozen)
         us = point.u[:j] + (u,) + point.u[j + 1:]
         sub = dataclasses.replace(
-            point, u=us, out_scale=tuple(output_scales(us, point.y0)),
+            point, u=us, out_scale=tuple(output_scales(us, point.y0, bends)),
             grads=point.grads[:j] + (tuple(grads),) + point.grads[j + 1:],
         )
         for i in ds:
@@ -556,6 +566,68 @@ def _forward_mode_missing(point: BasePoint, why: str) -> Comparison:
             f"check_forward_ad=False to check the backward only"
         ],
     )
+
+
+def _bends(point: BasePoint, ds: dict[int, Derivative]) -> np.ndarray:
+    """`Derivative.bend` of every input's probe, summed, laid out as `point.flat0`."""
+    total = np.zeros(point.flat0.shape)
+    for d in ds.values():
+        if d.bend is not None:
+            total += d.bend
+    return total
+
+
+def _unresolved_underflow(
+    point: BasePoint, i: int, j: int, d: Derivative, c: Comparison, tolerances: Tolerances
+) -> Comparison:
+    """The comparison, inconclusive where underflow leaves the probe unresolved.
+
+    When the probe's changes are below the dtype's smallest normal number (sum(x^2) at
+    x ~ 1e-170 in float64: x^2 underflows to 0, and so does <J^T u, v>), finite
+    differences see nothing and the analytic side rounds to nothing either: an agreement
+    of two zeros says nothing about the gradient. A function whose gradient along the
+    probe is exactly zero, with outputs that do not move, is a constant, and passes.
+    """
+    floor = tolerances.underflow(point.u[j], d.step)
+    if c.inconclusive or not floor > c.tolerance or not c.error <= c.tolerance + floor:
+        return c
+    g, v = point.grads[j][i], point.v[i]
+    if not (np.any((g != 0) & (v != 0)) or c.numeric):
+        return c
+    work = tolerances.work
+    return dataclasses.replace(c, passed=False, inconclusive=True, inconclusive_reason=(
+        f"{point.output_names[j]} changes along the probe of {point.input_names[i]} by less "
+        f"than {work.name}'s smallest normal number ({work.tiny:.3g}): the values "
+        f"underflow, so finite differences resolve nothing (and the analytic probe rounds "
+        f"to {c.analytic:.3g}). Rescale the inputs or outputs (other units) so that they "
+        f"and their changes are normal numbers"
+    ))
+
+
+def _unresolved_quantised(
+    point: BasePoint, i: int, j: int, d: Derivative, c: Comparison, tolerances: Tolerances
+) -> Comparison:
+    """The comparison, inconclusive where a reduced-precision output never moved.
+
+    In float32 an output can stay bit for bit the same at every step although it depends
+    on the input: its changes fall below the resolution of an intermediate (log(1 + x^2)
+    at x ~ 1e-4, where 1 + x^2 rounds to 1). Finite differences then read 0 whatever the
+    gradient is, and this says so instead of reporting that 0 as a measurement.
+    """
+    a, b = point.parts[j]
+    g, v = point.grads[j][i], point.v[i]
+    if c.passed or c.inconclusive or d.moved is None or np.any(d.moved[a:b]):
+        return c
+    if not np.any((g != 0) & (v != 0)):
+        return c
+    return dataclasses.replace(c, passed=False, inconclusive=True, inconclusive_reason=(
+        f"{point.output_names[j]} stayed bit for bit the same at every finite-difference "
+        f"step along {point.input_names[i]} while the gradient predicts a change: in "
+        f"{tolerances.work.name} its changes are below the resolution of its "
+        f"intermediates (or it does not depend on {point.input_names[i]} at all and the "
+        f"gradient is wrong). Check it in float64 (a dtype-generic function is promoted "
+        f"to it) or at inputs where it changes"
+    ))
 
 
 def _independence(point: BasePoint) -> Comparison:

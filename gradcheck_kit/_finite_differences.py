@@ -148,6 +148,13 @@ class Derivative:
     #: Per element: whether curvature, beyond noise, dominated the change of g over the
     #: kept smallest step (`|g(h) + g(-h) - 2 g(0)| > |g(h) - g(-h)|`). None: not known.
     curved: np.ndarray | None = None
+    #: Per element: how much g bends, in g's units per unit t squared: the smallest
+    #: second difference over the steps, `|g(t) + g(-t) - 2 g(0)| / t^2` and, on each side
+    #: at the largest steps of each attempt, `|g(2t) - 2 g(t) + g(0)| / t^2` (the smallest,
+    #: since noise, a kink at the point or truncation only inflate it). None: not known.
+    bend: np.ndarray | None = None
+    #: Per element: whether g differed from g(0) at some step. None: not known.
+    moved: np.ndarray | None = None
 
     @property
     def unresolved(self) -> np.ndarray:
@@ -339,6 +346,8 @@ def directional_derivative(
     noise: np.ndarray | None = None
     offset: float | None = None  # where the noise was measured
     structured = np.zeros(g0.shape, dtype=bool)
+    bend = np.full(g0.shape, np.inf)
+    moved = np.zeros(g0.shape, dtype=bool)
     rejected: OutsideDomain | None = None  # the last time g refused a step
     h = step
     for attempt in range(retries + 1):
@@ -383,6 +392,7 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
+        _lower_bend(points, g0, eps, bend, moved)
         estimate = _estimate(points, g0, eps, safety, noise)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
@@ -438,8 +448,10 @@ def directional_derivative(
             f"evaluation noise measured at the point (up to {float(np.max(noise)):.3g} per "
             f"evaluation) exceeds the rounding model; the error estimate includes it"
         )
+    bend[~np.isfinite(bend)] = 0.0
     best = dataclasses.replace(
-        best, evals=evals, notes=tuple(notes), **_agreement(attempts, best)
+        best, evals=evals, notes=tuple(notes), bend=bend, moved=moved,
+        **_agreement(attempts, best),
     )
     unreliable = _unreliable(best, g0, eps, safety, levels) | (structured & ~best.kink)
     return dataclasses.replace(best, unreliable=unreliable)
@@ -471,6 +483,52 @@ def _unreliable(
     irregular = np.zeros(g0.shape, dtype=bool) if d.regular is None else ~d.regular
     curved = np.zeros(g0.shape, dtype=bool) if d.curved is None else d.curved
     return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
+
+
+def _lower_bend(
+    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray
+) -> None:
+    """Lower `bend` in place to the second differences of one attempt (`Derivative.bend`)
+    and mark in `moved` the elements that differ from g0 at one of its steps.
+
+    A second difference within the model's rounding of its evaluations is no measurement
+    (at small steps `t^2 g''` rounds away: exp(3t) at t = 1e-9), and leaves the bend as it
+    was; so does NaN (a value outside the domain, inf - inf).
+    """
+    ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
+    at_point = np.abs(g0) * ulps
+
+    def lower(sd: np.ndarray, h: float, *values: np.ndarray) -> None:
+        np.abs(sd, out=sd)
+        rounding = at_point.copy()
+        for y in values:
+            rounding += np.abs(y) * ulps
+        sd[~(sd > rounding)] = np.nan
+        sd /= h * h
+        np.fmin(bend, sd, out=bend)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k, (h, p, m) in enumerate(points):
+            for side in (p, m):
+                if _usable(side):
+                    np.logical_or(moved, side != g0, out=moved)
+            if _usable(p) and _usable(m):
+                sd = p + m  # g(h) + g(-h) - 2 g(0)
+                sd -= g0
+                sd -= g0
+                lower(sd, h, p, m)
+            if k == 0:  # one-sided at the largest steps only: where noise matters least
+                half, p2, m2 = points[1]
+                for far, near in ((p, p2), (m, m2)):
+                    if _usable(far) and _usable(near):
+                        sd = far - near  # g(2t) - 2 g(t) + g(0), t = h / 2
+                        sd -= near
+                        sd += g0
+                        lower(sd, half, far, near)
+
+
+def _usable(y) -> bool:
+    return y is not None and not isinstance(y, OutsideDomain)
 
 
 def _quantum(points, g0: np.ndarray) -> np.ndarray:

@@ -105,15 +105,31 @@ def draw_directions(
     return [np.where(f, 0.0, signed(rng, x.shape) * input_scale(x)) for f, x in zip(frozen, base)]
 
 
-def output_scales(u: Sequence[np.ndarray], y0: Sequence[np.ndarray]) -> list[float]:
-    """The natural size of each probe `<u_j, J_j v_i>`: `sum |u_j| (|f_j(x)| + 1)`.
+def output_scales(
+    u: Sequence[np.ndarray],
+    y0: Sequence[np.ndarray],
+    bend: np.ndarray | None = None,
+) -> list[float]:
+    """The natural size of each probe `<u_j, J_j v_i>`: `sum |u_j| (|f_j(x)| + |f_j''|)`.
 
     Rounding inside the derivative scales with the intermediate terms, which can be this
     large even where the derivative itself cancels to almost nothing (a saturated tanh or
-    softmax). The 1 stands for intermediates of unit size where f(x) itself cancels to zero
-    (var(exp(x)) at 0): it hides nothing above ulps of the dtype.
+    softmax). Where f(x) itself cancels to zero (var(exp(x)) at 0) the intermediates still
+    show in how much the outputs bend along the probes: `bend` (laid out as the outputs
+    concatenated and flattened) is `|d^2 f / dt^2|` per element over a move of one
+    direction (`Derivative.bend`), summed over the inputs' probes. Both terms are in the
+    outputs' units, so scaling the function or its inputs by any factor scales the
+    tolerance alike: there is no absolute floor.
     """
-    return [float(np.sum(np.abs(c) * (np.abs(y) + 1.0))) for c, y in zip(u, y0)]
+    out = []
+    start = 0
+    for c, y in zip(u, y0):
+        size = np.abs(y).ravel()
+        if bend is not None:
+            size = size + bend[start:start + y.size]
+        start += y.size
+        out.append(float(np.dot(np.abs(c).ravel(), size)))
+    return out
 
 
 def output_layout(y0: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:

@@ -88,6 +88,11 @@ class ToleranceModel:
     precision_factor: float = 256.0
 
     @property
+    def tiny(self) -> float:
+        """The smallest positive normal number of this dtype."""
+        return _TINY[self.name]
+
+    @property
     def subnormal(self) -> float:
         """The spacing of this dtype's numbers near zero (its smallest subnormal number)."""
         return _SUBNORMAL[self.name]
@@ -149,6 +154,10 @@ class ToleranceModel:
 
 _SUBNORMAL = {
     "float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133,
+}
+
+_TINY = {
+    "float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126,
 }
 
 _TABLE: dict[str, ToleranceModel] = {
@@ -241,13 +250,30 @@ class Tolerances:
             return 0.0
         return INPUT_ROUNDING_GAIN * self.work.eps * float(np.dot(np.abs(g), np.abs(x))) / step
 
+    def underflow(self, u: np.ndarray, step: float) -> float:
+        """The smallest probe change finite differences resolve at the bottom of the range.
+
+        Below the dtype's smallest normal number values keep a fixed absolute spacing, so
+        an output whose changes along the probe are that small is rounded by up to half of
+        it (`tiny * eps`) in every evaluation, whatever its units: amplified by the
+        Richardson weights and divided by the smallest step like any noise, weighted by
+        the cotangent. Elsewhere this is hundreds of orders of magnitude below every other
+        bound; it only decides whether a comparison is resolved at all, never widens a
+        tolerance.
+        """
+        if step <= 0:
+            return math.inf
+        w = self.work
+        return INPUT_ROUNDING_GAIN * w.tiny * w.eps * float(np.sum(np.abs(u))) / step
+
     def finite_difference(
         self, fd_error: float, magnitude: float, numeric: float, size: int
     ) -> tuple[float, str]:
         """An analytic value against a finite-difference one, `numeric`, of error `fd_error`."""
         w = self.work
         rounding_text = (
-            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + |u| (|f(x)| + 1))"
+            f"{w.rounding_factor:g} ulps of {w.name} x sqrt(size) x (|terms| + "
+            f"|u| (|f(x)| + |f''|))"
         )
         if self.user.given:
             return self.user.bound(numeric) + fd_error, (
@@ -283,7 +309,7 @@ class Tolerances:
 
         `<J^T u, v>` sums `n_in` terms of total magnitude `reverse_terms = sum |J^T u| |v|`,
         `<u, J v>` sums `n_out` terms of total `forward_terms = sum |u| |J v|` (plus the
-        output-sized intermediates `|u| (|f| + 1)`, see `output_scales`); each term carries
+        output-sized intermediates `|u| (|f| + |f''|)`, see `output_scales`); each term carries
         the rounding of its chain (`rounding_factor` ulps) and the sums grow like the square
         root of their lengths, `sizes = (n_in, n_out)`. Where the derivative is
         ill-conditioned (pinv near singularity, layer norm of rows with a large offset),
@@ -296,7 +322,7 @@ class Tolerances:
         n_in, n_out = (max(n, 1) for n in sizes)
         rounding_text = (
             f"{w.rounding_factor:g} ulps of {w.name} x (sqrt(n_in) |J^T u| |v| + sqrt(n_out) "
-            f"(|u| |J v| + |u| (|f(x)| + 1)))"
+            f"(|u| |J v| + |u| (|f(x)| + |f''|)))"
         )
         if spread > 0:
             rounding_text += (

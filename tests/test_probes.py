@@ -45,4 +45,9 @@ def test_layout_and_cotangent_sets():
     assert flat0.shape == (11,) and parts == ((0, 6), (6, 10), (10, 11))
     u = np.ones(4)
     assert on_output(1, u, 3)[0] is None and on_output(1, u, 3)[1] is u
-    assert output_scales([np.full(2, 2.0)], [np.array([1.0, -3.0])]) == [2 * 2 + 2 * 4]
+    # |u| (|f| + bend): no absolute term, so the scale follows the outputs' units.
+    assert output_scales([np.full(2, 2.0)], [np.array([1.0, -3.0])]) == [2 * 1 + 2 * 3]
+    assert output_scales(
+        [np.full(2, 2.0), np.ones(1)], [np.array([1.0, -3.0]), np.array([0.0])],
+        np.array([0.5, 1.0, 4.0]),
+    ) == [2 * 1.5 + 2 * 4, 4.0]
