@@ -140,3 +140,31 @@ class _WrongSmoothL1(torch.autograd.Function):
 def test_a_wrong_smooth_l1_gradient_next_to_beta_still_fails(offset):
     report = gk.gradcheck(_WrongSmoothL1.apply, (_near_beta(offset),), raise_exception=False)
     assert report.status == "failed"
+
+
+class _IgnoresItsInput(torch.autograd.Function):
+    """Returns a constant but claims the gradient of sum(x^2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.ones((), dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 2 * x
+
+
+def test_a_float64_output_that_misses_every_step_is_inconclusive_not_failed():
+    # log(1 + x^6) at x ~ 2e-3: 1 + x^6 rounds to 1 at every finite-difference step, yet
+    # the output moves when x moves far: the derivative cannot be resolved there.
+    x = (2e-3 * torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    report = gk.gradcheck(lambda x: torch.log(1 + (x**3) ** 2), x.requires_grad_(),
+                          raise_exception=False)
+    assert report.status == "inconclusive"
+    assert any("stayed bit for bit the same" in (c.inconclusive_reason or "")
+               for c in report.comparisons)
+    # An output that does not move even far away really ignores its input: still failed.
+    y = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert gk.gradcheck(_IgnoresItsInput.apply, y, raise_exception=False).status == "failed"
