@@ -372,7 +372,7 @@ def assert_report_or_documented_error(check, fn, args, options) -> None:
     try:
         with np.errstate(all="ignore"):
             report = check(fn, args, **options)
-    except gk.GradientMismatch as exc:
+    except (gk.GradientMismatch, gk.InconclusiveCheck) as exc:
         report = exc.report
         assert options.get("raise_exception", True) is not False
     except Exception as exc:  # noqa: BLE001 - classifying every exception is the point
