@@ -20,10 +20,30 @@ from .._tolerance import Tolerances
 
 __all__ = [
     "outputs_independent",
+    "resolve",
     "stuck_but_moves_far",
     "unresolved_quantised",
     "unresolved_underflow",
 ]
+
+
+def resolve(
+    t: Target,
+    point: BasePoint,
+    i: int,
+    j: int,
+    d: Derivative,
+    c: Comparison,
+    tolerances: Tolerances,
+) -> Comparison:
+    """A finite-difference comparison of input i and output j, made inconclusive where the
+    differences resolved nothing: the probe underflows, or the output stayed the same at
+    every step (in reduced precision always; in float64 where a far move shows that it
+    depends on the input, so that only rounding hid the change)."""
+    c = unresolved_underflow(point, i, j, d, c, tolerances)
+    if tolerances.work.name != "float64" or stuck_but_moves_far(t, point, i, j, d, c):
+        c = unresolved_quantised(point, i, j, d, c, tolerances)
+    return c
 
 
 def unresolved_underflow(
@@ -69,13 +89,17 @@ def unresolved_quantised(
         return c
     if not np.any((g != 0) & (v != 0)):
         return c
+    fix = (
+        "check it at inputs where it changes" if tolerances.work.name == "float64"
+        else "check it in float64 (a dtype-generic function is promoted to it) or at "
+        "inputs where it changes"
+    )
     return dataclasses.replace(c, passed=False, inconclusive=True, inconclusive_reason=(
         f"{point.output_names[j]} stayed bit for bit the same at every finite-difference "
         f"step along {point.input_names[i]} while the gradient predicts a change: in "
         f"{tolerances.work.name} its changes are below the resolution of its "
         f"intermediates (or it does not depend on {point.input_names[i]} at all and the "
-        f"gradient is wrong). Check it in float64 (a dtype-generic function is promoted "
-        f"to it) or at inputs where it changes"
+        f"gradient is wrong); {fix}"
     ))
 
 
