@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import warnings
 
 import pytest
 import torch
@@ -13,16 +12,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 import gradcheck_kit as gk
 from gradcheck_kit import GradientMismatch
-
-
-def torch_verdict(check, fn, inputs, **kw) -> bool:
-    """torch's verdict; any exception it raises counts as a failure."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return bool(check(fn, inputs, **kw))
-        except Exception:
-            return False
+from anchors import torch_verdict, x64
 
 
 def kit_verdict(check, fn, inputs, **kw) -> bool:
@@ -31,11 +21,6 @@ def kit_verdict(check, fn, inputs, **kw) -> bool:
         return bool(check(fn, inputs, raise_exception=False, **kw))
     except gk.CheckInputError:
         return False
-
-
-def x64(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
 
 
 class Triple(torch.autograd.Function):

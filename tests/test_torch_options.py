@@ -3,7 +3,6 @@ broken one, with torch's own verdict on the same inputs as the reference."""
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -13,26 +12,14 @@ import gradcheck_kit as gk
 from gradcheck_kit import GradientMismatch
 from gradcheck_kit._exceptions import mismatch_class_for
 from gradcheck_kit._targets import torch_options as to
+from anchors import torch_verdict, x64
 from custom_functions import unary_function
 
-
-def torch_verdict(fn, inputs, **kw) -> bool:
-    """torch.autograd.gradcheck's verdict; any exception it raises counts as a failure."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return bool(torch.autograd.gradcheck(fn, inputs, **kw))
-        except Exception:
-            return False
+GC = torch.autograd.gradcheck
 
 
 def passed(comparisons) -> bool:
     return all(c.passed for c in comparisons)
-
-
-def x64(*shape, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
 
 
 # -- custom Functions: correct and broken variants ----------------------------------------
@@ -158,7 +145,7 @@ def test_other_frameworks_keep_the_plain_class():
 )
 def test_undefined_output_gradients_agree_with_torch(function, expected):
     x = x64(4)
-    assert torch_verdict(function.apply, (x,)) is expected
+    assert torch_verdict(GC, function.apply, (x,)) is expected
     comps = to.undefined_grad_comparisons(function.apply, (x,))
     # all outputs undefined, then each of the two alone
     assert len(comps) == 3
@@ -182,7 +169,7 @@ def test_zero_cotangents_must_give_zero_gradients():
             return torch.full_like(g, 2.0)
 
     x = x64(3)
-    assert torch_verdict(IgnoresGradOutput.apply, (x,)) is False
+    assert torch_verdict(GC, IgnoresGradOutput.apply, (x,)) is False
     assert not passed(to.zero_cotangent_comparisons(IgnoresGradOutput.apply, (x,)))
     assert passed(to.zero_cotangent_comparisons(Double.apply, (x,)))
 
@@ -196,7 +183,7 @@ def test_zero_cotangents_must_give_zero_gradients():
 )
 def test_batched_backward_agrees_with_torch(function, expected):
     x = x64(5)
-    assert torch_verdict(function.apply, (x,), check_batched_grad=True) is expected
+    assert torch_verdict(GC, function.apply, (x,), check_batched_grad=True) is expected
     comps = to.batched_grad_comparisons(function.apply, (x,), seed=3)
     assert comps and passed(comps) is expected
     if function is DoubleNumpyBackward:
@@ -209,14 +196,14 @@ def test_batched_backward_of_builtin_ops_with_two_inputs():
     comps = to.batched_grad_comparisons(lambda p, q: (p @ q).tanh(), (a, b))
     assert [c.input for c in comps] == ["inputs[0]", "inputs[1]"]
     assert passed(comps)
-    assert torch_verdict(lambda p, q: (p @ q).tanh(), (a, b), check_batched_grad=True)
+    assert torch_verdict(GC, lambda p, q: (p @ q).tanh(), (a, b), check_batched_grad=True)
 
 
 @pytest.mark.parametrize("function, expected", [(SinFwd, True), (SinFwdNumpy, False)])
 def test_batched_forward_mode_agrees_with_torch(function, expected):
     x = x64(4)
     kw = dict(check_forward_ad=True, check_batched_forward_grad=True)
-    assert torch_verdict(function.apply, (x,), **kw) is expected
+    assert torch_verdict(GC, function.apply, (x,), **kw) is expected
     comps = to.batched_forward_grad_comparisons(function.apply, (x,))
     assert comps and passed(comps) is expected
 
@@ -227,7 +214,7 @@ def test_batched_forward_mode_agrees_with_torch(function, expected):
 def test_float32_gradient_for_float64_input_is_caught_when_asked():
     x = x64(4)
     # torch casts the float32 gradient to float64 before its check sees it and passes
-    assert torch_verdict(SinFloat32Grad.apply, (x,), check_grad_dtypes=True)
+    assert torch_verdict(GC, SinFloat32Grad.apply, (x,), check_grad_dtypes=True)
     comps = to.grad_attribute_comparisons(SinFloat32Grad.apply, (x,), check_dtype=True)
     bad = [c for c in comps if not c.passed]
     assert len(bad) == 1 and "SinFloat32Grad.backward returns a torch.float32" in bad[0].notes[0]
@@ -249,7 +236,7 @@ def test_sparse_gradient_of_the_wrong_layout_fails():
         def backward(ctx, g):
             return (g * 2).to_sparse()  # COO for a CSR input
 
-    assert torch_verdict(WrongLayout.apply, (x,), masked=True) is False
+    assert torch_verdict(GC, WrongLayout.apply, (x,), masked=True) is False
     comps = to.grad_attribute_comparisons(WrongLayout.apply, (x,), check_dtype=False)
     assert not passed(comps) and "layout torch.sparse_coo" in comps[0].notes[0]
 
@@ -355,7 +342,7 @@ def test_sparse_verdicts_equal_torchs(name, layout, masked):
         pytest.skip("torch's CPU BSR matmul refuses non-square blocks")
     x = LAYOUTS[layout](_S).requires_grad_()
     fn = SPARSE_FUNCTIONS[name]
-    assert kit_sparse_verdict(fn, x, masked) is torch_verdict(fn, (x,), masked=masked)
+    assert kit_sparse_verdict(fn, x, masked) is torch_verdict(GC, fn, (x,), masked=masked)
 
 
 def test_sparse_stand_ins_hold_specified_or_all_elements():
@@ -401,7 +388,7 @@ def test_wrong_conjugate_is_caught_like_torch(conjugate):
     assert view.input_names == ["inputs[0].real", "inputs[0].imag"]
     assert view.output_names == ["output.real", "output.imag"]
     kit = bool(gk.gradcheck(view.function, view.inputs, raise_exception=False))
-    assert kit is torch_verdict(fn, (z,)) is conjugate
+    assert kit is torch_verdict(GC, fn, (z,)) is conjugate
 
 
 @pytest.mark.parametrize(
@@ -414,6 +401,6 @@ def test_wrong_conjugate_is_caught_like_torch(conjugate):
 )
 def test_complex_functions_pass_as_torch_says(fn, make):
     inputs = make()
-    assert torch_verdict(fn, inputs)
+    assert torch_verdict(GC, fn, inputs)
     view = to.complex_as_real(fn, inputs)
     assert gk.gradcheck(view.function, view.inputs, raise_exception=False)
