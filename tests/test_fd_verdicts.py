@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gradcheck_kit as gk
+from custom_functions import unary_function
 from gradcheck_kit._tolerance import FLOAT64_RELATIVE_FLOOR
 
 
@@ -122,18 +123,10 @@ def test_smooth_l1_next_to_beta_is_never_a_confident_failure():
         assert report.status in ("passed", "inconclusive"), (offset, report)
 
 
-class _WrongSmoothL1(torch.autograd.Function):
-    """smooth_l1 (sum) with the gradient of the quadratic part 10% too large."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return _smooth_l1(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * torch.where(x.abs() < 1, 1.1 * x, x.sign())
+# smooth_l1 (sum) with the gradient of the quadratic part 10% too large.
+_WrongSmoothL1 = unary_function(
+    _smooth_l1, lambda x: torch.where(x.abs() < 1, 1.1 * x, x.sign()), name="WrongSmoothL1"
+)
 
 
 @pytest.mark.parametrize("offset", [1e-10, 1e-8, 1e-6])
