@@ -113,3 +113,25 @@ class TanhMatmul(torch.autograd.Function):
     def backward(ctx, g):
         y, w = ctx.saved_tensors
         return ctx.factor * (g * (1 - y * y)) @ w.T, None, None
+
+
+def square_loss(scale: float, offset: float, rounding: torch.dtype | None, *,
+                only_in: torch.dtype | None = None):
+    """`scale * sum(x * x) + offset` as a Function whose backward rounds through `rounding`
+    (a precision bug; `None`: exact), in every dtype or, with `only_in`, in that one."""
+
+    class Loss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x * x).sum() * scale + offset
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            grad = g * 2 * scale * x
+            if rounding is not None and only_in in (None, x.dtype):
+                grad = grad.to(rounding).to(x.dtype)
+            return grad
+
+    return Loss.apply

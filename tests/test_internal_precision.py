@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk
+from custom_functions import square_loss
 from gradcheck_kit._preflight import gradient_grid
 
 NOTE = "computes in lower precision inside"
@@ -111,19 +112,7 @@ def _rounded_backward(scale, offset, rounding):
     precision bug, not a cast. (Where the offset is so large that even float64 outputs
     cannot resolve a step below float32's resolution, 1e8 here, the probe cannot tell
     the two apart, and such a check is inconclusive rather than failed.)"""
-
-    class Loss(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return (x * x).sum() * scale + offset
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return (g * 2 * scale * x).to(rounding).to(x.dtype)
-
-    return Loss.apply
+    return square_loss(scale, offset, rounding)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk
+from custom_functions import square_loss
 from gradcheck_kit import ComparisonKind
 
 
@@ -35,22 +36,7 @@ def test_spread_of_data_with_a_large_offset_passes_in_float32(fn, seed):
 
 def _square_loss(scale, offset, rounding):
     """`scale * sum(x*x) + offset`; the float32 backward rounds through `rounding`."""
-
-    class Loss(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return (x * x).sum() * scale + offset
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            grad = g * 2 * scale * x
-            if rounding is not None and x.dtype == torch.float32:
-                grad = grad.to(rounding).to(x.dtype)
-            return grad
-
-    return Loss.apply
+    return square_loss(scale, offset, rounding, only_in=torch.float32)
 
 
 LARGE_LOSSES = [(1e6, 0.0), (1.0, 1e8), (1e3, 1e10)]
