@@ -7,7 +7,7 @@ import time
 import numpy as np
 from typing import Any, Callable, Sequence
 
-from ._dropin import _MISSING, TorchOptions, function_and_inputs
+from ._dropin import _MISSING, TorchOptions, function_and_inputs, require_bool
 from ._engine import Settings, run
 from ._report import Report, raise_for
 from ._state import preserved_global_state
@@ -144,8 +144,7 @@ def gradgradcheck(
         ("check_rev_over_rev", check_rev_over_rev),
         ("check_fwd_over_rev", check_fwd_over_rev),
     ):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}={value!r} must be True or False")
+        require_bool(name, value)
     if not (check_rev_over_rev or check_fwd_over_rev):
         raise ValueError(
             "check_rev_over_rev=False with check_fwd_over_rev=False leaves nothing to check; "
@@ -345,5 +344,4 @@ def _as_tuple(inputs: Any) -> tuple[Any, ...]:
 
 
 def _check_flags(raise_exception: Any) -> None:
-    if not isinstance(raise_exception, bool):
-        raise TypeError(f"raise_exception={raise_exception!r} must be True or False")
+    require_bool("raise_exception", raise_exception)

@@ -55,8 +55,8 @@ class TorchOptions:
             "check_undefined_grad", "check_grad_dtypes", "check_batched_grad",
             "check_batched_forward_grad", "check_forward_ad", "check_backward_ad",
         ):
-            if name in values and not isinstance(values[name], bool):
-                raise TypeError(f"{name}={values[name]!r} must be True or False")
+            if name in values:
+                require_bool(name, values[name])
         for name in ("fast_mode", "masked"):
             if values.get(name) is not None and not isinstance(values[name], bool):
                 raise TypeError(f"{name}={values[name]!r} must be True, False or None")
@@ -124,8 +124,7 @@ def validate_option_rules(
         ("check_batched_grad", check_batched_grad),
         ("check_batched_forward_grad", check_batched_forward_grad),
     ):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name}={value!r} must be True or False")
+        require_bool(name, value)
     if not (check_forward_ad or check_backward_ad):
         raise ValueError(
             "check_forward_ad=False with check_backward_ad=False leaves nothing to check; "
@@ -145,6 +144,13 @@ def validate_option_rules(
 
 
 _MISSING: Any = object()
+
+
+def require_bool(name: str, value: Any) -> None:
+    """A flag argument is True or False: torch's users pass bools, and 0/1 or None are
+    more likely a mistake than a choice."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False")
 
 
 def function_and_inputs(
