@@ -66,8 +66,8 @@ def check_module(
     settings = _settings(atol=atol, rtol=rtol, mode=mode, seed=seed, options=options)
     _check_flags(raise_exception)
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    names = _selected(module, parameters)
     named = dict(module.named_parameters())
+    names = _selected(named, parameters)
     values = tuple(
         named[n].detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
         for n in names
@@ -94,8 +94,8 @@ def check_module(
     return report
 
 
-def _selected(module: Any, parameters: bool | Sequence[str]) -> tuple[str, ...]:
-    named = dict(module.named_parameters())
+def _selected(named: dict[str, Any], parameters: bool | Sequence[str]) -> tuple[str, ...]:
+    """The dotted names of the parameters to check, of the module's `named` parameters."""
     if parameters is True:
         return tuple(n for n, p in named.items() if p.requires_grad)
     if parameters is False:
