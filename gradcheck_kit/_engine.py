@@ -155,14 +155,11 @@ def run(target: Target, settings: Settings) -> Report:
     point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:n_sets]))
     # A forward the set-up probe saw resolve float64 steps computes in float64, whatever
     # its backward rounds to (a backward that rounds to bfloat16 is a bug to find).
-    if t.work_dtype == "float64" and t.hand_written_grad is None and not t.resolves_float64:
-        grid = _preflight.gradient_grid(point.grads)
-        if grid is not None:
+    if t.hand_written_grad is None and not t.resolves_float64:
+        inside = _internal_precision(t, point)
+        if inside is not None:
             # Computed in a lower precision inside: the check starts again in that one.
-            t.demote(grid, (
-                f"every element of its float64 gradient is exactly a {grid} number, as the "
-                f"backward of a cast to {grid} returns"
-            ))
+            t.demote(*inside)
             return run(target, settings)
     comparisons += _frozen_comparisons(point, raw[:n_sets], eps=tolerances.work.eps)
     determinism = compare_determinism(
@@ -325,6 +322,26 @@ def run(target: Target, settings: Settings) -> Report:
         notes=_unique(notes),
         errors=[],
         power=power,
+    )
+
+
+def _internal_precision(t: Target, point: BasePoint) -> tuple[str, str] | None:
+    """The lower precision a function evaluated in float64 or float32 computes in inside,
+    with the evidence (for `Target.demote`); None where nothing says so."""
+    if t.work_dtype not in ("float64", "float32"):
+        return None
+    half = _preflight.half_grid(point.grads)
+    if half is not None and t.computes_in(half, point.y0):
+        return half, (
+            f"every element of its gradient is exactly a {half} number, and moving its "
+            f"inputs below {half}'s resolution leaves its outputs bit for bit unchanged"
+        )
+    grid = _preflight.gradient_grid(point.grads) if t.work_dtype == "float64" else None
+    if grid is None:
+        return None
+    return grid, (
+        f"every element of its float64 gradient is exactly a {grid} number, as the "
+        f"backward of a cast to {grid} returns"
     )
 
 

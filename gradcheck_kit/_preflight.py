@@ -3,7 +3,8 @@
 Inputs and outputs must be finite (infinite input elements are held fixed where the
 outputs stay finite), the forward must repeat itself, if need be with the global
 random generators reseeded before each evaluation, and a function evaluated in float64
-must compute in float64 (`gradient_grid`).
+must compute in float64 (`gradient_grid`), and one evaluated in float64 or float32 in
+that precision (`half_grid`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from ._targets import CheckInputError, Target
+from ._targets._base import round_to
 
 __all__ = [
-    "base_outputs", "frozen_masks", "check_outputs_finite", "gradient_grid",
+    "base_outputs", "frozen_masks", "check_outputs_finite", "gradient_grid", "half_grid",
     "reject_infinite_inputs",
 ]
 
@@ -133,6 +135,26 @@ def gradient_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
     mantissa, _ = np.frexp(flat)
     rich = np.count_nonzero(np.ldexp(mantissa, _FEW_BITS) % 1.0 != 0.0)
     return "float32" if 2 * rich >= flat.size else None
+
+
+def half_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
+    """"bfloat16" or "float16" when every nonzero gradient element is a number of that dtype.
+
+    The backward of a cast to a half precision returns half-precision numbers, as that of
+    a cast to float32 returns float32 ones (`gradient_grid`). A gradient that is zero up to
+    rounding has few significant bits and lies on these grids too, and a half precision
+    has too few bits to tell the two apart by counting them: the grid only says which
+    precision to ask the function about (`Target.computes_in`).
+    """
+    values = [np.asarray(g, dtype=np.float64).ravel() for gs in grads for g in gs]
+    flat = np.concatenate([g[np.isfinite(g) & (g != 0)] for g in values]) if values else np.zeros(0)
+    if not flat.size:
+        return None
+    with np.errstate(all="ignore"):
+        for dtype in ("bfloat16", "float16"):
+            if bool(np.all(round_to(flat, dtype) == flat)):
+                return dtype
+    return None
 
 
 # Significant bits up to which a gradient element may be rounding noise: sums of a few

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk
 from custom_functions import square_loss
-from gradcheck_kit._preflight import gradient_grid
+from gradcheck_kit._preflight import gradient_grid, half_grid
+from gradcheck_kit._targets._base import round_to
 
 NOTE = "computes in lower precision inside"
 
@@ -151,3 +152,62 @@ def test_jax_casting_to_float32_inside_is_not_failed():
         assert report.status in ("passed", "inconclusive")
         assert any(NOTE in n for n in report.notes)
         assert not any(NOTE in n for n in gk.gradcheck(jnp.tanh, (x,)).notes)
+
+
+HALVES = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("inner", HALVES, ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("factor", [1.0, 1.3], ids=["right", "30%-wrong"])
+def test_a_function_computing_in_half_precision_inside_is_checked_in_it(inner, factor, dtype):
+    # Its float64 finite differences see only half-precision outputs: compared with float64
+    # tolerances, the 30% error passed (float16) and the right gradient failed (bfloat16).
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * (1 - torch.tanh(x) ** 2) * factor
+
+    fn = lambda x: (Scaled.apply(x.to(inner)) * 2).sum(-1).to(x.dtype)  # noqa: E731
+    report = gk.gradcheck(fn, (_randn(8, 16, dtype=dtype, seed=1),), raise_exception=False)
+    # Half-precision finite differences cannot resolve an error in one element: the
+    # verdict may be inconclusive, but never a pass of the wrong gradient or a failure of
+    # the right one.
+    assert report.status != ("passed" if factor != 1.0 else "failed"), report
+    assert any(NOTE in n and str(inner).split(".")[1] in n for n in report.notes), report.notes
+
+
+def test_a_float32_function_computing_in_bfloat16_inside_is_checked_in_bfloat16():
+    w = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))  # captured: not promoted
+    fn = lambda x: torch.tanh(x.bfloat16() @ w.bfloat16()).float()  # noqa: E731
+    report = gk.gradcheck(fn, (_randn(4, 6, dtype=torch.float32),), raise_exception=False)
+    assert report.status in ("passed", "inconclusive"), report
+    assert any(NOTE in n and "bfloat16" in n for n in report.notes), report.notes
+
+
+def test_the_half_grid_needs_every_element_on_it():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(50)
+    assert half_grid([[g]]) is None
+    assert half_grid([[g.astype(np.float32).astype(np.float64)]]) is None
+    for dtype in (torch.bfloat16, torch.float16):
+        on = torch.from_numpy(g).to(dtype).double().numpy()
+        assert half_grid([[on]]) == str(dtype).split(".")[1]
+        one_off = on.copy()
+        one_off[7] = g[7]
+        assert half_grid([[one_off]]) is None
+    assert half_grid([[np.zeros(5)]]) is None
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_rounding_to_a_dtype_is_the_frameworks_cast(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(10_000) * 10.0 ** rng.uniform(-3, 3, 10_000)
+    cast = torch.from_numpy(x).to(getattr(torch, dtype)).double().numpy()
+    assert np.array_equal(round_to(x, dtype), cast)

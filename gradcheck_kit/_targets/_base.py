@@ -280,6 +280,35 @@ class Target(ABC):
             f"compared with {dtype} tolerances, as in a check run in {dtype}"
         )
 
+    def computes_in(self, dtype: str, y0: Sequence[np.ndarray]) -> bool:
+        """Whether the function sees its inputs only through their `dtype` rounding.
+
+        Every finite nonzero input element moves by a quarter of `dtype`'s unit roundoff
+        of itself, in the direction that keeps its `dtype` rounding: a function that casts
+        its inputs to `dtype` first returns `y0` bit for bit, where one computing in a
+        finer precision changes (unless it is constant there, and then its gradient is
+        zero). The same elements moved by four units roundoff, across their rounding, must
+        change the outputs, or they do not depend on what moved. Two evaluations, asked
+        only where the gradient lies on `dtype`'s grid (`_preflight.half_grid`).
+        """
+        from .._tolerance import ToleranceModel
+
+        u = ToleranceModel.for_dtype(dtype).eps
+        size = [np.where(np.isfinite(x), np.abs(x), 0.0) for x in self.base]
+        below = [x + u / 4 * _rounding_stays(x, a, u / 4, dtype) for x, a in zip(self.base, size)]
+        across = [x + 4 * u * a for x, a in zip(self.base, size)]
+        try:
+            with np.errstate(all="ignore"):
+                same = self.evaluate(below)
+                if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(same, y0)):
+                    return False
+                moved = self.evaluate(across)
+        except CheckInputError as exc:
+            if exc.__cause__ is None:
+                raise
+            return False  # a function that refuses the moves is not judged by them
+        return not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(moved, y0))
+
     @property
     def work_dtype(self) -> str:
         """The precision the derivatives are compared in: float64 when promoted, otherwise
@@ -476,9 +505,28 @@ TINY_STEP = 2e-8
 def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
     """`+a` or `-a` per element, whichever keeps the float32 rounding of `x + h (+-a)` at
     that of `x` (for `h a` below float32's half ulp of `x`, at most one of them moves it)."""
+    return _rounding_stays(x, a, h, "float32")
+
+
+def _rounding_stays(x: np.ndarray, a: np.ndarray, h: float, dtype: str) -> np.ndarray:
+    """`_float32_stays` for the rounding to `dtype`."""
     with np.errstate(all="ignore"):
-        stays = (x + h * a).astype(np.float32) == x.astype(np.float32)
+        stays = round_to(x + h * a, dtype) == round_to(x, dtype)
     return np.where(stays, a, -a)
+
+
+def round_to(x: np.ndarray, dtype: str) -> np.ndarray:
+    """`x` rounded to the nearest `dtype` number (ties to even), as float64.
+
+    bfloat16 keeps float32's exponent range and 8 significant bits; its subnormals and
+    overflow are not modelled (values that far out are not probed).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if dtype == "bfloat16":
+        mantissa, exponent = np.frexp(x)
+        return np.ldexp(np.round(np.ldexp(mantissa, 8)), exponent - 8)
+    with np.errstate(over="ignore"):  # beyond float16's range: inf, on no one's grid
+        return x.astype(dtype).astype(np.float64)
 
 
 def scalar_output_required(shapes: Sequence[tuple[int, ...]], own: str) -> CheckInputError:
