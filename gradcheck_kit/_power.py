@@ -54,9 +54,15 @@ _FIX = (
 )
 
 
-def comparison_power(point: BasePoint, i: int, j: int, tolerance: float) -> float | None:
+def comparison_power(
+    point: BasePoint, i: int, j: int, tolerance: float, share: float = 0.0
+) -> float | None:
     """`tolerance / typical contribution` for the probe of input `i`, output `j` (module
-    docstring); `None` when the gradient along the probe is zero."""
+    docstring); `None` when the gradient along the probe is zero. `share`: the part of an
+    error in the gradient by which the tolerance grows with it
+    (`Tolerances.analytic_share`); an error of `r c` then fails only beyond
+    `tolerance / (1 - share)`, and never where the share reaches 1 (infinite power;
+    `_comparisons.finite_differences.absorbed_share`)."""
     c = _contributions(point, i, j)
     total = float(c.sum())
     if not total > 0 or not math.isfinite(total):
@@ -65,7 +71,9 @@ def comparison_power(point: BasePoint, i: int, j: int, tolerance: float) -> floa
     # erf far in its tails) sum(c^2) underflows to zero although sum(c) does not.
     w = c / c.max()
     n_eff = float(w.sum()) ** 2 / float(np.dot(w, w))
-    return float(tolerance) / (total / n_eff)
+    if share >= 1.0:
+        return math.inf
+    return float(tolerance) / (total / n_eff) / (1.0 - share)
 
 
 def _contributions(point: BasePoint, i: int, j: int) -> np.ndarray:
@@ -77,18 +85,20 @@ def apply_power(
     point: BasePoint,
     comparisons: list[Comparison],
     fd: Mapping[tuple[int, int], int],
+    shares: Mapping[tuple[int, int], float],
     *,
     failing: bool,
     enforce: bool,
 ) -> float | None:
     """The report's power (the weakest over the finite-difference comparisons `fd`, which
-    maps `(input, output)` to an index in `comparisons`). Where `enforce` (the numeric side
+    maps `(input, output)` to an index in `comparisons`; `shares` holds the part of an
+    error each one's tolerance absorbs, `absorbed_share`). Where `enforce` (the numeric side
     is not float64) and the check is not `failing`, passing comparisons weaker than
     `WEAK_POWER` are made inconclusive in place."""
     powers: dict[int, float] = {}
     for (i, j), k in fd.items():
         tolerance = comparisons[k].tolerance
-        p = comparison_power(point, i, j, tolerance)
+        p = comparison_power(point, i, j, tolerance, shares.get((i, j), 0.0))
         if p is None or math.isnan(p):
             continue
         if not enforce and float(_contributions(point, i, j).sum()) <= tolerance:

@@ -238,6 +238,12 @@ class Tolerances:
         w = self.work
         return w.rounding_factor * w.eps * np.sqrt(max(size, 1)) * magnitude
 
+    def analytic_share(self, size: int) -> float:
+        """The share of a finite-difference probe's terms that `finite_difference` allows
+        as rounding of the analytic side (0 where the user's atol/rtol replace it): an
+        error in the gradient widens that allowance by this share of itself."""
+        return 0.0 if self.user.given else float(self.rounding(1.0, size))
+
     def input_rounding(self, g: np.ndarray, x: np.ndarray, step: float) -> float:
         """Bound on the finite-difference error from rounding the perturbed input x + t v.
 

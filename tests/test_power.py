@@ -8,6 +8,7 @@ import torch
 
 import gradcheck_kit as gk
 from custom_functions import TanhMatmul
+from gradcheck_kit._probes import draw_cotangents, draw_directions
 
 
 def _captured_w32():
@@ -88,3 +89,57 @@ def test_subnormal_gradients_have_a_power_not_a_crash():
     report = gk.gradcheck(lambda x: torch.erf(x).sum(), x, raise_exception=False)
     assert report.status in {"passed", "inconclusive"}
     assert report.power is None or math.isfinite(report.power)
+
+
+def _one_element_off(k: int, factor: float):
+    """tanh whose backward multiplies the gradient of element `k` by `factor`."""
+
+    class OneOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            grad = g * (1 - torch.tanh(x) ** 2)
+            scale = torch.ones_like(grad).view(-1)
+            scale[k] = factor
+            return grad * scale.view_as(grad)
+
+    return OneOff
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
+                         ids=["float32", "float16", "bfloat16"])
+def test_the_power_of_a_native_check_is_an_error_it_detects(dtype):
+    # Native finite differences (a captured weight of the inputs' dtype: not promotable):
+    # the reported power must not flatter the check. An error of four times the power in
+    # the element of median contribution |g_k v_k| to the probe fails it.
+    w = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
+    right = _one_element_off(0, 1.0)
+    report = gk.gradcheck(lambda x: right.apply(x) @ w, (x,), raise_exception=False)
+    assert not report.promoted and report.status == "inconclusive", report
+    # The power grows as the dtype's resolution falls: measured 0.012, 26 and 186.
+    assert {torch.float32: 1e-3, torch.float16: 1.0, torch.bfloat16: 5.0}[dtype] < report.power
+    # The probe the check draws with its default seed, to rank the contributions.
+    rng = np.random.default_rng(0)
+    u = draw_cotangents(rng, [(8, 4)])[0]
+    base = x.detach().double().numpy()
+    v = draw_directions(rng, [base], [np.zeros(base.shape, dtype=bool)])[0]
+    x64 = x.detach().double().requires_grad_()
+    (torch.tanh(x64) @ w.double()).backward(torch.from_numpy(u))
+    contributions = np.abs(x64.grad.numpy() * v).ravel()
+    k = int(np.argsort(contributions)[contributions.size // 2])
+    wrong = _one_element_off(k, 1.0 + 4.0 * report.power)
+    found = gk.gradcheck(lambda x: wrong.apply(x) @ w, (x,), raise_exception=False)
+    if dtype == torch.bfloat16:
+        # Here the tolerance grows with the error by a share near 1 (`absorbed_share`:
+        # the analytic side's rounding allowance and the inputs' rounding are both formed
+        # from the gradient), so the power is only roughly what a single element needs;
+        # what must hold is that the wrong gradient does not pass.
+        assert found.status != "passed", found
+    else:
+        assert found.status == "failed", found

@@ -9,7 +9,7 @@ from .._probes import BasePoint
 from .._report import Comparison, ComparisonKind
 from .._tolerance import FLOAT64_RELATIVE_FLOOR, Tolerances, within
 
-__all__ = ["compare_finite_differences", "finite_difference_check"]
+__all__ = ["absorbed_share", "compare_finite_differences", "finite_difference_check", "rounding_size"]
 
 
 def finite_difference_check(*, hand_written: bool, promoted: bool, forward: bool = False) -> str:
@@ -62,7 +62,7 @@ def compare_finite_differences(
         fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
     fd_error += tolerances.input_rounding(g.ravel(), point.finite_base[i].ravel(), d.step)
     tol, source = tolerances.finite_difference(
-        fd_error, magnitude + point.out_scale[j], numeric, size=g.size + u.size
+        fd_error, magnitude + point.out_scale[j], numeric, size=rounding_size(point, i, j)
     )
     if lo_hi is None:
         error = abs(analytic - numeric)
@@ -106,6 +106,33 @@ def compare_finite_differences(
         inconclusive=reason is not None,
         inconclusive_reason=reason,
     )
+
+
+def rounding_size(point: BasePoint, i: int, j: int) -> int:
+    """The length of the sums a probe of input `i` and output `j` is formed from, as its
+    rounding allowance counts it (`Tolerances.rounding`)."""
+    return int(np.size(point.grads[j][i])) + int(np.size(point.u[j]))
+
+
+def absorbed_share(
+    point: BasePoint, i: int, j: int, derivative: Derivative, *, tolerances: Tolerances
+) -> float:
+    """How much of an error in the gradient this comparison's tolerance grows by.
+
+    Two allowances are formed from the analytic gradient itself: the rounding of the
+    analytic side (`Tolerances.analytic_share` of the probe's terms) and the rounding of
+    the perturbed inputs (`Tolerances.input_rounding`, `sum |g_k| eps |x_k|`). An element
+    whose gradient is off by `r c_k` (`c_k = |g_k v_k|`) widens them by this share of
+    `r c_k`, the second one weighted over the elements as the probe weighs them. In
+    float64 it is about 1e-12; in bfloat16 it can reach 1, where no error is detected.
+    """
+    g = np.abs(point.grads[j][i].ravel())
+    magnitude = float(np.dot(g, np.abs(point.v[i].ravel())))
+    share = tolerances.analytic_share(rounding_size(point, i, j))
+    if magnitude > 0:
+        moved = tolerances.input_rounding(g, point.finite_base[i].ravel(), derivative.step)
+        share += moved / magnitude
+    return share
 
 
 # A failing comparison is inconclusive when the elements whose finite-difference error
