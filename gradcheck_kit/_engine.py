@@ -381,7 +381,9 @@ def _equalised(
     for one more backward pass per output and no function evaluation. Elements with no
     derivative along the probe keep their weight. Kinked probes are left to `_split_kinks`.
     """
-    if not ds or any(np.any(d.kink) for d in ds.values()):
+    if not ds or any(np.any(d.kink) for d in ds.values()) or t.work_dtype != "float64":
+        # Below float64 the plain probe's power already falls short of single elements
+        # (`_power.py`), and weights of 1e5 and more overflow a float16 cotangent.
         return []
     out = []
     for j, (a, b) in enumerate(point.parts):
