@@ -77,7 +77,9 @@ def gradcheck(
       Jacobian would and localise a failure to its elements), `check_forward_ad`
       (`True`: a missing forward-mode rule, or any disagreement between forward and
       reverse mode, fails; otherwise finite differences decide: a disagreement fails only
-      where they side with forward mode, since the backward is what is checked),
+      where they side with forward mode, since the backward is what is checked; by
+      default a torch function's forward mode is compared only where its graph holds a
+      custom autograd.Function, custom op or C++ Function, `True` compares it always),
       `check_backward_ad`
       (`False`: forward mode against finite differences, the backward never called),
       `check_undefined_grad` (default `True`), `check_batched_grad`,

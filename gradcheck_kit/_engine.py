@@ -216,13 +216,21 @@ def run(target: Target, settings: Settings) -> Report:
     )
 
     # -- forward mode: where it disagrees with reverse mode beyond rounding, finite
-    # differences decide whether the backward is wrong (`forward_rule_disagreement`)
+    # differences decide whether the backward is wrong (`forward_rule_disagreement`).
+    # It runs where it checks the user's code: a derivative rule of the user's own in the
+    # graph (`Target.forward_mode_adds_power`; for torch a custom autograd.Function,
+    # custom_op or C++ Function), or where asked for (check_forward_ad=True, mode="full").
+    # Through torch's own operations alone it would check torch's forward rules against
+    # its backward rules, at the cost of a forward pass per input (and, on the first
+    # check, importing torch._dynamo for the rules of operations with a Python number).
     if not s.check_backward_ad:
         notes.append(
             "check_backward_ad=False: forward mode (its Jacobian, one column per input "
             "element) was compared with finite differences; the backward was not called"
         )
-    elif t.hand_written_grad is None:
+    elif t.hand_written_grad is None and (
+        s.check_forward_ad or s.mode == "full" or t.forward_mode_adds_power()
+    ):
         spread: list[list[np.ndarray]] | None = None
         for i in point.checked:
             out_t = forward_mode(t, point, i)

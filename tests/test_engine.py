@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk  # noqa: E402
 from gradcheck_kit import ComparisonKind  # noqa: E402
-from custom_functions import scaled_sin  # noqa: E402
+from custom_functions import scaled_sin, unary_function  # noqa: E402
 
 
 def x64(*values, dtype=torch.float64):
@@ -24,11 +24,18 @@ def oracle_comparisons(report):
     return [c for c in report.comparisons if c.kind is not ComparisonKind.STRUCTURAL]
 
 
+# sin as a Function with a right backward and jvp: forward mode checks its own rule.
+OWN_SIN = unary_function(torch.sin, torch.cos, jvp_factor=1.0, name="OwnSin").apply
+
+
 def test_comparison_kinds_per_oracle():
-    r64 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2))
+    r64 = gk.gradcheck(OWN_SIN, x64(0.1, 0.7, -1.2))
     assert {c.kind for c in oracle_comparisons(r64)} == {
         ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE,
     }
+    # torch's own sin: forward mode would check torch's rules, and is not compared.
+    builtin = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2))
+    assert {c.kind for c in oracle_comparisons(builtin)} == {ComparisonKind.FINITE_DIFFERENCES}
     r32 = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2, dtype=torch.float32))
     assert ComparisonKind.PRECISION in {c.kind for c in r32.comparisons}
     hand = gk.gradcheck(lambda x: float(np.sum(x**3)), np.array([0.5, -1.0]), grad=lambda x: 3 * x**2)
@@ -50,7 +57,7 @@ def test_localisation_extends_the_failing_comparison_with_its_cost():
 
 
 def test_user_atol_rtol_reach_every_comparison():
-    report = gk.gradcheck(torch.sin, x64(0.1, 0.7, -1.2, dtype=torch.float32), atol=1e-4, rtol=1e-3)
+    report = gk.gradcheck(OWN_SIN, x64(0.1, 0.7, -1.2, dtype=torch.float32), atol=1e-4, rtol=1e-3)
     kinds = {c.kind for c in oracle_comparisons(report)}
     assert kinds == {ComparisonKind.FINITE_DIFFERENCES, ComparisonKind.FORWARD_MODE, ComparisonKind.PRECISION}
     for c in oracle_comparisons(report):

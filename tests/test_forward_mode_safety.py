@@ -29,6 +29,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_a_forward_calling_module_to_gives_a_verdict_instead_of_crashing():
     # Under torch.func.jvp, Module.to inside the function segfaulted the interpreter.
+    # check_forward_ad=True: through torch's own operations forward mode runs only where
+    # asked for.
     proc = _run(
         """
         import json, torch, gradcheck_kit
@@ -38,11 +40,11 @@ def test_a_forward_calling_module_to_gives_a_verdict_instead_of_crashing():
         def by_device(x):
             return model.to(x.device)(x).tanh()
         x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-        verdicts = [bool(gradcheck_kit.gradcheck(f, (x,))) for f in (by_dtype, by_device)]
-        forward = [
-            any("dot-product" in c.check for c in gradcheck_kit.gradcheck(f, (x,)).comparisons)
-            for f in (by_dtype, by_device)
+        reports = [
+            gradcheck_kit.gradcheck(f, (x,), check_forward_ad=True) for f in (by_dtype, by_device)
         ]
+        verdicts = [bool(r) for r in reports]
+        forward = [any("dot-product" in c.check for c in r.comparisons) for r in reports]
         print(json.dumps({"verdicts": verdicts, "forward": forward}))
         """
     )
@@ -52,19 +54,28 @@ def test_a_forward_calling_module_to_gives_a_verdict_instead_of_crashing():
 
 
 def test_a_first_check_imports_no_compiler_and_emits_no_warning():
+    # The forward-mode rule of an operation with a Python number (`* 2`) imports
+    # torch._dynamo: through torch's own operations it is not run unless asked for.
     proc = _run(
         """
         import json, sys, warnings, torch
         import gradcheck_kit
+        sys.path.insert(0, "tests")
+        from custom_functions import with_own_rule
         x = torch.randn(5, dtype=torch.float64, requires_grad=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = gradcheck_kit.gradcheck(lambda x: (x.sin() * x).softmax(0), (x,))
+            plain = gradcheck_kit.gradcheck(lambda x: torch.tanh(x) * 2, (x,))
+            dynamo_after_plain = "torch._dynamo" in sys.modules
+            # An identity Function after torch's operations: forward mode runs through them.
+            fn = with_own_rule(lambda x: (x.sin() * x).softmax(0))
+            report = gradcheck_kit.gradcheck(fn, (x,))
         print(json.dumps({
-            "passed": bool(report),
+            "passed": [bool(plain), bool(report)],
+            "forward_evals": [plain.forward_evals, report.forward_evals > 0],
             "forward": any("dot-product" in c.check for c in report.comparisons),
             "warnings": [str(w.message) for w in caught],
-            "dynamo": "torch._dynamo" in sys.modules,
+            "dynamo": [dynamo_after_plain, "torch._dynamo" in sys.modules],
             "jit_decompositions": "torch._decomp.decompositions_for_jvp" in sys.modules,
         }))
         """
@@ -72,14 +83,14 @@ def test_a_first_check_imports_no_compiler_and_emits_no_warning():
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {
-        "passed": True, "forward": True, "warnings": [], "dynamo": False,
-        "jit_decompositions": False,
+        "passed": [True, True], "forward_evals": [0, True], "forward": True, "warnings": [],
+        "dynamo": [False, False], "jit_decompositions": False,
     }
 
 
 def test_ops_whose_forward_rule_is_a_decomposition_still_get_forward_mode():
     x = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
-    report = gk.gradcheck(lambda x: torch.trace(x.sin()), (x,))
+    report = gk.gradcheck(lambda x: torch.trace(x.sin()), (x,), check_forward_ad=True)
     assert report.passed
     assert any("dot-product" in c.check for c in report.comparisons)
     assert not any("forward mode unavailable" in n for n in report.notes)

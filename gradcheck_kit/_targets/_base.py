@@ -440,6 +440,12 @@ class Target(ABC):
             results.append([g.reshape(x.shape) for g, x in zip(grads, self.base)])
         return results
 
+    def forward_mode_adds_power(self) -> bool:
+        """Whether comparing forward with reverse mode checks the function rather than the
+        framework: False where every derivative rule in it is the framework's own, as
+        torch can tell (`TorchTarget`); True where that is not known."""
+        return True
+
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""
         if self.hand_written_grad is not None or self.forward_mode_note is not None:

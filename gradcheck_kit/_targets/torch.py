@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -94,6 +94,9 @@ class TorchTarget(Target):
         self._unchecked: list[int] = []
         self._unchecked_ref: dict[tuple[int, bool], torch.Tensor] = {}
         self._moving: set[int] = set()
+        # Whether the outputs' graph holds a derivative rule of the user's own (seen in
+        # the first backward pass, `_vjps_here`); None until then.
+        self._own_rules: bool | None = None
 
         try:
             outs = self._raw_outputs(self.base, native=True, track=True)
@@ -357,6 +360,8 @@ class TorchTarget(Target):
         with torch.enable_grad(), hooks:
             outs = self._flatten(self._fn(*self._rebuild(args)))
         checked = [outs[k] for k in self._out_index]
+        if self._own_rules is None:
+            self._own_rules = own_rule_in_graph(o.grad_fn for o in checked)
         results = []
         for n, cots in enumerate(cotangent_sets):
             pairs = [
@@ -379,6 +384,12 @@ class TorchTarget(Target):
                 [np.zeros(x.shape) if g is None else self._to_numpy(g) for g, x in zip(grads, self.base)]
             )
         return results
+
+    def forward_mode_adds_power(self) -> bool:
+        # Forward mode through torch's own operations checks torch's forward rules against
+        # its backward rules, not the function: it is run where the graph holds a rule of
+        # the user's own, or before any backward pass has shown the graph.
+        return self._own_rules is None or self._own_rules
 
     def _jvp(self, tangents):
         # Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: functorch's
@@ -416,6 +427,38 @@ class TorchTarget(Target):
         args, _ = self._args(xs, native)
         with self._state(native):
             return self.hand_written_grad(*self._rebuild(args))
+
+
+def own_rule_in_graph(roots: Iterable[Any]) -> bool:
+    """Whether the autograd graph below the nodes `roots` (None entries skipped) holds a
+    derivative rule written outside torch.
+
+    Such rules are the nodes of `autograd.Function`s (a `BackwardCFunction`, as are those
+    of `torch.library` ops with `register_autograd` and of `torch.compile`), other node
+    types defined in Python, and C++ `torch::autograd::Function`s (type `CppFunction`,
+    named `CppNode<...>`); torch's own nodes (`MulBackward0`) are built-in types. The
+    graph is walked iteratively, each node once: a deep graph meets no recursion limit.
+    """
+    stack = [n for n in roots if n is not None]
+    seen = set(stack)  # the nodes themselves: an id could be reused once one is freed
+    while stack:
+        node = stack.pop()
+        if _own_rule(node):
+            return True
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return False
+
+
+def _own_rule(node: Any) -> bool:
+    if type(node).__module__ == "builtins":
+        return "CppNode" in node.name()
+    forward_cls = getattr(node, "_forward_cls", None)
+    # gradcheck_kit's own Functions (the sparse and complex views' rebuilds) are not the
+    # user's code.
+    return not getattr(forward_cls, "__module__", "").startswith("gradcheck_kit.")
 
 
 def _noisy_saved_tensors(relative: float):
