@@ -13,6 +13,12 @@ judged by `compare` and by the anchors used in practice:
   tolerances of its RMSNorm test (float32 atol 1e-4 rtol 1e-6; bfloat16 atol 0.2 rtol 0.02,
   also used for float16).
 
+`gradcheck_kit.gradcheck` also runs on the candidate alone, with its low-precision inputs, as a
+user would call it on their kernel (no reference): its status (passed, failed, inconclusive),
+its `power` and what it promoted to float64 or demoted to the precision computed inside are
+recorded. On these kernels, which compute in float32 whatever their inputs, it should never pass
+a formula bug (failing or saying inconclusive) and never fail a correct one.
+
 Precision bugs: `bf16_accumulation` (a reduction accumulated sequentially in bfloat16
 instead of float32) and `early_cast` (the float32 working copies of the inputs, and the
 kernel's main intermediate, rounded to bfloat16:
@@ -20,7 +26,8 @@ applied where bfloat16 is narrower than the naive reference's own rounding, i.e.
 float32 candidates, and RoPE's angles in every dtype since the reference keeps them in
 float32 or wider).
 
-Run: `python -m benchmarks.kernels [--out benchmarks/results/kernels.json] [--seeds 50]`.
+Run: `python -m benchmarks.kernels [--out benchmarks/results/kernels.json] [--seeds 50]
+[--gradcheck-seeds 2] [--kernels rmsnorm,rope] [--dtypes bfloat16]`.
 """
 
 from __future__ import annotations
@@ -476,11 +483,32 @@ def compare_rule(fn, reference, args, seed) -> tuple[bool, dict[str, Any]]:
     return bool(rep), {"kind": rep.kind, "ratio": ratio, "reference_ok": rep.reference_ok}
 
 
+def gradcheck_rule(fn, args) -> dict[str, Any]:
+    """`gradcheck_kit.gradcheck` on the candidate alone, called as a user calls it on a kernel."""
+    try:
+        rep = gradcheck_kit.gradcheck(fn, args, raise_exception=False)
+    except Exception as exc:  # a check that cannot run is a finding, not a crash of the benchmark
+        return {"gradcheck": "error", "gradcheck_error": f"{type(exc).__name__}: {exc}"}
+    # The kernels compute in float32 whatever their inputs: the report says, in a note, that
+    # promotion to float64 was undone ("lower precision inside") and in which dtype it ran.
+    demoted = [n for n in rep.notes if "lower precision inside" in n]
+    return {"gradcheck": rep.status, "gradcheck_power": rep.power, "gradcheck_promoted": rep.promoted,
+            "gradcheck_promoted_objects": list(rep.promoted_objects),
+            "gradcheck_demoted": demoted[0] if demoted else None,
+            # which comparisons decided a failure: a NaN or an overflow reads differently from a catch
+            "gradcheck_failures": [f"{c.check}: {c.input}: margin {c.margin:.3g}" for c in rep.comparisons
+                                   if c.status == "failed"] + list(rep.errors)}
+
+
 # ----------------------------------------------------------------------------- run
-def run(seeds: int, bug_seeds: int, anchor_seeds: int) -> dict[str, Any]:
+def run(seeds: int, bug_seeds: int, anchor_seeds: int, gradcheck_seeds: int = 2,
+        kernels: list[str] | None = None, dtypes: list[str] | None = None) -> dict[str, Any]:
+    """Rows of every case; `kernels` and `dtypes` (default: all) select a part for quick runs."""
     rows = []
     for kernel, (_, formula, precision) in KERNELS.items():
-        for dtype in DTYPES:
+        if kernels is not None and kernel not in kernels:
+            continue
+        for dtype in DTYPES if dtypes is None else [d for d in DTYPES if d in dtypes]:
             for bug in ("correct",) + formula + precision:
                 if not applies(kernel, bug, dtype):
                     continue
@@ -496,11 +524,14 @@ def run(seeds: int, bug_seeds: int, anchor_seeds: int) -> dict[str, Any]:
                         row["liger_rule"] = bool(liger_rule(fn, reference, args, seed, dtype))
                         row["torch_default"] = torch_gradcheck(fn, args, tuned=False)
                         row["torch_tuned"] = torch_gradcheck(fn, args, tuned=True)
+                    if seed < gradcheck_seeds:
+                        row.update(gradcheck_rule(fn, args))
                     rows.append(row)
     return {"rows": rows}
 
 
 CHECKERS = ("compare", "flash_rule", "liger_rule", "torch_default", "torch_tuned")
+GRADCHECK_STATUSES = ("failed", "inconclusive", "passed", "error")
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -512,6 +543,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             flagged = sum(not r[ch] for r in rs)
             stats[klass] = {"flagged": flagged, "of": len(rs)}
         out[ch] = stats
+    out["gradcheck"] = {}
+    for klass in ("formula", "precision", "correct"):
+        statuses = [r["gradcheck"] for r in rows if r["class"] == klass and "gradcheck" in r]
+        out["gradcheck"][klass] = {st: statuses.count(st) for st in GRADCHECK_STATUSES} | {"of": len(statuses)}
     ratios = sorted(r["ratio"] for r in rows if r["class"] == "correct")
     out["correct_ratio_max"] = ratios[-1] if ratios else None
     out["correct_ratio_p99"] = ratios[int(0.99 * (len(ratios) - 1))] if ratios else None
@@ -526,7 +561,26 @@ def table(summary: dict[str, Any]) -> str:
         s = summary[ch]
         cell = lambda k: f"{s[k]['flagged']}/{s[k]['of']}"  # noqa: E731
         lines.append(f"{ch:<15}{cell('formula'):>16}{cell('precision'):>18}{cell('correct'):>16}")
+    g = summary["gradcheck"]
+    # The error count only where a check could not run: otherwise the three statuses.
+    shown = [st for st in GRADCHECK_STATUSES if st != "error" or any(c["error"] for c in g.values())]
+    lines.append(f"gradcheck ({'/'.join(shown)}):")
+    for klass, label in (("formula", "formula bugs"), ("precision", "precision bugs"), ("correct", "correct")):
+        lines.append(f"  {label:<16}{'/'.join(str(g[klass][st]) for st in shown)} of {g[klass]['of']}")
     return "\n".join(lines)
+
+
+def _names(known: dict[str, Any]) -> Callable[[str], list[str]]:
+    """Parser of a comma-separated list of names of `known`, for argparse's `type=`."""
+
+    def parse(text: str) -> list[str]:
+        names = [n for n in text.split(",") if n]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {', '.join(known)}")
+        return names
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -535,11 +589,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=50, help="seeds per correct kernel and dtype")
     p.add_argument("--bug-seeds", type=int, default=5)
     p.add_argument("--anchor-seeds", type=int, default=2, help="seeds on which the anchors also run")
+    p.add_argument("--gradcheck-seeds", type=int, default=2, help="seeds on which gradcheck_kit.gradcheck runs")
+    p.add_argument("--kernels", type=_names(KERNELS), default=None, help="comma-separated kernels (default: all)")
+    p.add_argument("--dtypes", type=_names(DTYPES), default=None, help="comma-separated dtypes (default: all)")
     a = p.parse_args(argv)
     t0 = time.time()
-    result = run(a.seeds, a.bug_seeds, a.anchor_seeds)
+    result = run(a.seeds, a.bug_seeds, a.anchor_seeds, a.gradcheck_seeds, a.kernels, a.dtypes)
     result["summary"] = summarise(result["rows"])
     result["settings"] = {"seeds": a.seeds, "bug_seeds": a.bug_seeds, "anchor_seeds": a.anchor_seeds,
+                          "gradcheck_seeds": a.gradcheck_seeds, "kernels": a.kernels, "dtypes": a.dtypes,
                           "factor": gradcheck_kit._reference.FACTOR, "floor_ulps": gradcheck_kit._reference.FLOOR_ULPS,
                           "torch": torch.__version__, "elapsed_s": round(time.time() - t0, 1)}
     print(table(result["summary"]))
@@ -547,7 +605,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"correct kernels: largest normwise error ratio {s['correct_ratio_max']:.3g}, p99 {s['correct_ratio_p99']:.3g}")
     missed = [(r["kernel"], r["dtype"], r["bug"], r["seed"]) for r in result["rows"] if r["class"] != "correct" and r["compare"]]
     alarms = [(r["kernel"], r["dtype"], r["seed"], r["ratio"]) for r in result["rows"] if r["class"] == "correct" and not r["compare"]]
-    print(f"compare missed: {missed}\ncompare false alarms: {alarms}\nelapsed {time.time() - t0:.0f} s")
+    print(f"compare missed: {missed}\ncompare false alarms: {alarms}")
+    rows = result["rows"]
+    gc_passed = [(r["kernel"], r["dtype"], r["bug"], r["seed"]) for r in rows
+                 if r["class"] == "formula" and r.get("gradcheck") == "passed"]
+    gc_alarms = [(r["kernel"], r["dtype"], r["seed"]) for r in rows if r["class"] == "correct" and r.get("gradcheck") == "failed"]
+    print(f"gradcheck passed formula bugs: {gc_passed}\ngradcheck false alarms: {gc_alarms}")
+    print(f"elapsed {time.time() - t0:.0f} s")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1))
 
