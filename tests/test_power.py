@@ -116,7 +116,7 @@ def _one_element_off(k: int, factor: float):
 def test_the_power_of_a_native_check_is_an_error_it_detects(dtype):
     # Native finite differences (a captured weight of the inputs' dtype: not promotable):
     # the reported power must not flatter the check. An error of four times the power in
-    # the element of median contribution |g_k v_k| to the probe fails it.
+    # an element of typical contribution |g_k v_k| to the probe fails it.
     w = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)).to(dtype)
     x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1)).to(dtype).requires_grad_()
     right = _one_element_off(0, 1.0)
@@ -124,22 +124,26 @@ def test_the_power_of_a_native_check_is_an_error_it_detects(dtype):
     assert not report.promoted and report.status == "inconclusive", report
     # The power grows as the dtype's resolution falls: measured 0.012, 26 and 186.
     assert {torch.float32: 1e-3, torch.float16: 1.0, torch.bfloat16: 5.0}[dtype] < report.power
-    # The probe the check draws with its default seed, to rank the contributions.
+    # The probe the check draws with its default seed, to find a typical element.
     rng = np.random.default_rng(0)
     u = draw_cotangents(rng, [(8, 4)])[0]
     base = x.detach().double().numpy()
     v = draw_directions(rng, [base], [np.zeros(base.shape, dtype=bool)])[0]
     x64 = x.detach().double().requires_grad_()
     (torch.tanh(x64) @ w.double()).backward(torch.from_numpy(u))
-    contributions = np.abs(x64.grad.numpy() * v).ravel()
-    k = int(np.argsort(contributions)[contributions.size // 2])
+    c = np.abs(x64.grad.numpy() * v).ravel()
+    typical = c.sum() / (c.sum() ** 2 / np.dot(c, c))  # the power's own (`_power.py`)
+    k = int(np.argmin(np.abs(c - typical)))
     wrong = _one_element_off(k, 1.0 + 4.0 * report.power)
     found = gk.gradcheck(lambda x: wrong.apply(x) @ w, (x,), raise_exception=False)
-    if dtype == torch.bfloat16:
-        # Here the tolerance grows with the error by a share near 1 (`absorbed_share`:
-        # the analytic side's rounding allowance and the inputs' rounding are both formed
-        # from the gradient), so the power is only roughly what a single element needs;
-        # what must hold is that the wrong gradient does not pass.
-        assert found.status != "passed", found
-    else:
-        assert found.status == "failed", found
+    assert found.status != "passed", found
+    if dtype != torch.bfloat16:
+        # The power's claim is about its comparison: the error exceeds the tolerance.
+        # (Whether that failure stands is the resolution's call: where finite
+        # differences did not converge the verdict is inconclusive, never a pass.)
+        probe = [c for c in found.comparisons if c.kind is gk.ComparisonKind.FINITE_DIFFERENCES]
+        assert probe and all(c.error > c.tolerance for c in probe), found
+    # In bfloat16 the tolerance grows with the error by a share near 1
+    # (`absorbed_share`: the analytic side's rounding allowance and the inputs' rounding
+    # are both formed from the gradient), so the power is only roughly what one element
+    # needs; what must hold is that the wrong gradient does not pass.
