@@ -211,3 +211,17 @@ def test_small_elements_of_a_wide_ranged_output_are_checked(dtype, factor, passe
 def test_no_equalised_probe_where_the_output_has_no_dynamic_range():
     r = gk.gradcheck(torch.sin, x64(0.1, 0.7, 1.2))
     assert not any(c.check.endswith("(equalised cotangent)") for c in r.comparisons)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gelu_far_in_its_tail_passes(seed):
+    # Inputs of scale 3 reach x = -7, where 1 + tanh(z) cancels: the computed forward's
+    # derivative and the backward differ by up to 100% there, at 1e-15 of the largest
+    # derivative. Equalised without a cap, 32 of 40 seeds were not passed.
+    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    r = gk.gradcheck(
+        lambda x: torch.nn.functional.gelu(x, approximate="tanh"), (3 * x).requires_grad_(),
+        raise_exception=False,
+    )
+    assert r.status == "passed", r
+    assert any(c.check.endswith("(equalised cotangent)") for c in r.comparisons)
