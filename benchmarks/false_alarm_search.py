@@ -1,6 +1,7 @@
 """A timed hypothesis search for false alarms: correct torch programs that a checker fails.
 
-`python -m benchmarks.false_alarm_search [--seconds 300 | --programs N] [--out DIR] [--seed 0]`
+`python -m benchmarks.false_alarm_search [--seconds 300 | --programs N] [--out DIR] [--seed 0]
+[--native-float32]`
 
 Each drawn program is a chain of one to five ops from `OPS` (over 60 torch ops:
 elementwise, binary, axis, normalisation, loss, activation and linear-algebra ops) applied
@@ -35,7 +36,7 @@ from hypothesis import strategies as st
 
 import gradcheck_kit
 
-__all__ = ["OPS", "Program", "programs", "search"]
+__all__ = ["OPS", "Program", "native", "programs", "search"]
 
 
 def _spd(a: torch.Tensor) -> torch.Tensor:
@@ -211,11 +212,27 @@ class _TimeUp(Exception):
     """Ends the search: hypothesis re-raises it at once (no shrinking phase runs)."""
 
 
-def search(seconds: float, seed: int = 0, programs_limit: int | None = None) -> dict[str, Any]:
+def native(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`fn` behind a float32 identity matmul, exact for float32 inputs and refused for
+    float64 ones: the program cannot be promoted, and is checked with float32 finite
+    differences (as a function holding a captured float32 tensor is)."""
+
+    def fn_native(x: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(x.shape[-1], dtype=torch.float32, device=x.device)
+        return fn(x @ eye)
+
+    return fn_native
+
+
+def search(
+    seconds: float, seed: int = 0, programs_limit: int | None = None, *, native_float32: bool = False
+) -> dict[str, Any]:
     """Draw and check programs for `seconds`; return the counts and the false alarms.
 
     Each check runs once per drawn program; with one seed the sequence of programs is
-    fixed, so a longer run checks a superset of a shorter one's programs."""
+    fixed, so a longer run checks a superset of a shorter one's programs. With
+    `native_float32` the float32 programs run behind `native` (counted as "float32
+    native"), the float64 ones as they are."""
     found: list[dict[str, Any]] = []
     counts: dict[str, dict[str, int]] = {}
     stop = time.monotonic() + seconds
@@ -230,7 +247,10 @@ def search(seconds: float, seed: int = 0, programs_limit: int | None = None) -> 
         if time.monotonic() > stop:
             raise _TimeUp
         fn, x = program.function(), program.inputs()
-        tally = counts.setdefault(program.dtype, {})
+        dtype = program.dtype
+        if native_float32 and dtype == "float32":
+            fn, dtype = native(fn), "float32 native"
+        tally = counts.setdefault(dtype, {})
         try:
             with torch.no_grad():
                 y = fn(x.detach())
@@ -277,11 +297,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="stop after this many drawn programs (the same ones for one seed)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the drawn programs and the checks' probes")
+    p.add_argument("--native-float32", action="store_true",
+                   help="float32 programs behind an exact float32 matmul that blocks promotion")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     result = search(args.seconds if args.programs is None else math.inf, args.seed,
-                    args.programs)
+                    args.programs, native_float32=args.native_float32)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "false_alarm_search.json").write_text(json.dumps(result, indent=1))
     for dtype, tally in sorted(result["counts"].items()):
