@@ -148,7 +148,11 @@ def run(target: Target, settings: Settings) -> Report:
     # the reduced-precision comparison, each set scaled by 3 (the backward's own rounding,
     # `Tolerances.precision`). The raw gradients keep their frozen elements, which are
     # checked on their own below.
-    scaled = [[None if c is None else 3.0 * c for c in cs] for cs in sets] if t.promoted else []
+    below = t.work_dtype != "float64" and s.check_backward_ad
+    scaled = (
+        [[None if c is None else 3.0 * c for c in cs] for cs in sets]
+        if t.promoted or below else []
+    )
     raw = reverse_mode(
         t, sets + sets[:1] + scaled, [np.zeros(f.shape, dtype=bool) for f in frozen]
     )
@@ -173,6 +177,14 @@ def run(target: Target, settings: Settings) -> Report:
         if x.size == 0:
             notes.append(f"{t.input_names[i]} is empty: it has no derivative to compare")
 
+    # Below float64 the analytic side's rounding is measured, not modelled: it is what
+    # the power of such a check depends on (`Tolerances.finite_difference_measured`).
+    spreads = (
+        _analytic_spreads(t, point, grads[n_sets + 1:], frozen, eps=tolerances.work.eps,
+                          seed=s.seed)
+        if below else None
+    )
+
     # -- finite differences: one directional derivative per input, shared by every output
     def derivative(i: int, direction: np.ndarray):
         return finite_differences(t, point, i, direction, work=tolerances.work, step=s.step)
@@ -190,7 +202,10 @@ def run(target: Target, settings: Settings) -> Report:
     for i in point.checked:
         d = ds[i]
         found = [
-            compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check)
+            compare_finite_differences(
+                point, i, j, d, tolerances=tolerances, check=check,
+                spread=None if spreads is None else spreads[j][i],
+            )
             for j in range(len(point.u))
         ]
         if d.noise is None and (t.work_dtype != "float64" or not all(c.passed for c in found)):
@@ -201,7 +216,10 @@ def run(target: Target, settings: Settings) -> Report:
             # with that noise included, not what the model alone allows.
             d = ds[i] = with_measured_noise(t, point, i, point.v[i], d)
             found = [
-                compare_finite_differences(point, i, j, d, tolerances=tolerances, check=check)
+                compare_finite_differences(
+                    point, i, j, d, tolerances=tolerances, check=check,
+                    spread=None if spreads is None else spreads[j][i],
+                )
                 for j in range(len(point.u))
             ]
         for j, c in enumerate(found):
@@ -310,7 +328,10 @@ def run(target: Target, settings: Settings) -> Report:
     # could not be promoted, or a function computing in float32 inside) and that is too
     # weak to catch a 1% error in one element is inconclusive, not passed
     shares = {
-        (i, j): absorbed_share(point, i, j, ds[i], tolerances=tolerances) for i, j in fd
+        (i, j): absorbed_share(
+            point, i, j, ds[i], tolerances=tolerances, measured=spreads is not None
+        )
+        for i, j in fd
     }
     power = apply_power(
         point, comparisons, fd, shares, failing=any(c.status == "failed" for c in comparisons),
@@ -338,6 +359,39 @@ def run(target: Target, settings: Settings) -> Report:
         errors=[],
         power=power,
     )
+
+
+def _analytic_spreads(
+    t: Target,
+    point: BasePoint,
+    scaled: list[list[np.ndarray]],
+    frozen: list[np.ndarray],
+    *,
+    eps: float,
+    seed: int,
+) -> list[list[np.ndarray]]:
+    """Per output j and input i, how far each gradient element moves under rounding alone.
+
+    Two moves that change no derivative beyond rounding: the cotangent scaled by 3
+    (`scaled`, the backward's own rounding, of every operation the cotangent passes
+    through) and the inputs moved by about an ulp of their dtype with random signs (what
+    the backward reads from the forward, rounded differently; one more backward pass).
+    Their sum, per element. A private generator: the check's other draws stay as they are.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    moved = [
+        np.where(f, x, x + 2.0 * eps * np.maximum(np.abs(x), input_scale(x))
+                 * rng.choice([-1.0, 1.0], x.shape))
+        for f, x in zip(frozen, t.base)
+    ]
+    shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)
+    return [
+        [
+            np.abs(scaled[j][i] / 3.0 - g) + np.abs(shifted[j][i] - g)
+            for i, g in enumerate(grads)
+        ]
+        for j, grads in enumerate(point.grads)
+    ]
 
 
 def _internal_precision(t: Target, point: BasePoint) -> tuple[str, str] | None:

@@ -29,6 +29,7 @@ __all__ = [
     "ArrayComparison",
     "FLOAT64_RELATIVE_FLOOR",
     "INPUT_ROUNDING_GAIN",
+    "MEASURED_ROUNDING_SIGMAS",
     "ToleranceModel",
     "Tolerances",
     "UserTolerance",
@@ -195,6 +196,12 @@ INPUT_ROUNDING_GAIN = float(
 FLOAT64_RELATIVE_FLOOR = 1e-9
 
 
+# Multiple of the measured rounding of the analytic side (`finite_difference_measured`):
+# the spreads are differences of two roundings, each about 1/sqrt(2) of their size, so
+# this is over five standard deviations of the probe's rounding.
+MEASURED_ROUNDING_SIGMAS = 8.0
+
+
 @dataclass(frozen=True)
 class UserTolerance:
     """The user's `atol` and `rtol`; `None` for both keeps the derived tolerances."""
@@ -289,6 +296,26 @@ class Tolerances:
         return fd_error + self.rounding(magnitude, size), (
             f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
             f"estimate + rounding bound) + {rounding_text}"
+        )
+
+    def finite_difference_measured(
+        self, fd_error: float, spread: float, terms: float
+    ) -> tuple[float, str]:
+        """`finite_difference` below float64, where the analytic side's rounding is measured.
+
+        `spread` is `|| s * v ||` for `s` the per-element change of the gradient under a
+        rescaled cotangent and under a move of the inputs by an ulp (the backward's own
+        rounding and that of what it reads from the forward), `terms` is `|| g * v ||`.
+        The probe `<g, v>` sums per-element errors of random sign (the direction `v` is
+        random), so they add in quadrature: `MEASURED_ROUNDING_SIGMAS` times the measured
+        norm, with `rounding_factor` ulps of `terms` for roundings neither move changes.
+        """
+        w = self.work
+        allowance = MEASURED_ROUNDING_SIGMAS * spread + w.rounding_factor * w.eps * terms
+        return fd_error + allowance, (
+            f"finite-difference error estimate ({w.fd_safety:g} x Richardson's truncation "
+            f"estimate + rounding bound) + {MEASURED_ROUNDING_SIGMAS:g} x the backward's "
+            f"measured rounding + {w.rounding_factor:g} ulps of {w.name} x ||g v||"
         )
 
     def accuracy_floor(self, terms: float) -> float:

@@ -32,6 +32,7 @@ def compare_finite_differences(
     *,
     tolerances: Tolerances,
     check: str,
+    spread: np.ndarray | None = None,
 ) -> Comparison:
     """`<J_j^T u_j, v_i>` from `point.grads` against `<u_j, d/dt f_j(x + t v_i)>`.
 
@@ -40,6 +41,8 @@ def compare_finite_differences(
     - `i`, `j`: the input and the output compared.
     - `derivative`: finite differences of all outputs along `point.v[i]`.
     - `tolerances`: the tolerance formulas; `check`: the comparison's name.
+    - `spread`: below float64, the measured rounding of the analytic gradient per element
+      (`Tolerances.finite_difference_measured`); None for the model's allowance.
 
     Where the one-sided derivatives differ at the point itself (a kink), any analytic value
     between them is a subgradient and is accepted.
@@ -61,9 +64,15 @@ def compare_finite_differences(
         lo_hi = (lo, hi)
         fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
     fd_error += tolerances.input_rounding(g.ravel(), point.finite_base[i].ravel(), d.step)
-    tol, source = tolerances.finite_difference(
-        fd_error, magnitude + point.out_scale[j], numeric, size=rounding_size(point, i, j)
-    )
+    if spread is not None and not tolerances.user.given:
+        tol, source = tolerances.finite_difference_measured(
+            fd_error, float(np.linalg.norm(spread.ravel() * direction)),
+            float(np.linalg.norm(g.ravel() * direction)),
+        )
+    else:
+        tol, source = tolerances.finite_difference(
+            fd_error, magnitude + point.out_scale[j], numeric, size=rounding_size(point, i, j)
+        )
     if lo_hi is None:
         error = abs(analytic - numeric)
     else:
@@ -115,7 +124,8 @@ def rounding_size(point: BasePoint, i: int, j: int) -> int:
 
 
 def absorbed_share(
-    point: BasePoint, i: int, j: int, derivative: Derivative, *, tolerances: Tolerances
+    point: BasePoint, i: int, j: int, derivative: Derivative, *, tolerances: Tolerances,
+    measured: bool = False,
 ) -> float:
     """How much of an error in the gradient this comparison's tolerance grows by.
 
@@ -125,10 +135,15 @@ def absorbed_share(
     whose gradient is off by `r c_k` (`c_k = |g_k v_k|`) widens them by this share of
     `r c_k`, the second one weighted over the elements as the probe weighs them. In
     float64 it is about 1e-12; in bfloat16 it can reach 1, where no error is detected.
+    With the analytic rounding `measured` (`finite_difference_measured`) the first grows
+    by at most its `rounding_factor` ulps of the error.
     """
     g = np.abs(point.grads[j][i].ravel())
     magnitude = float(np.dot(g, np.abs(point.v[i].ravel())))
-    share = tolerances.analytic_share(rounding_size(point, i, j))
+    if measured and not tolerances.user.given:
+        share = tolerances.work.rounding_factor * tolerances.work.eps
+    else:
+        share = tolerances.analytic_share(rounding_size(point, i, j))
     if magnitude > 0:
         moved = tolerances.input_rounding(g, point.finite_base[i].ravel(), derivative.step)
         share += moved / magnitude
