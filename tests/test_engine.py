@@ -197,15 +197,22 @@ def _exp_off_at(element, factor):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("factor, passes", [(1.0, True), (1.5, False)])
-def test_small_elements_of_a_wide_ranged_output_are_checked(dtype, factor, passes):
-    x = torch.linspace(0.0, 40.0, 21, dtype=dtype, requires_grad=True)
+@pytest.mark.parametrize(
+    "top, factor, status",
+    [(13.0, 1.0, "passed"), (13.0, 1.5, "failed"), (40.0, 1.0, "passed"),
+     # Entry 0 is 4e-18 of the largest: beyond the decisive weight (`_weight_caps`),
+     # where a disagreement cannot be told from rounding of the largest intermediates.
+     (40.0, 1.5, "inconclusive")],
+)
+def test_small_elements_of_a_wide_ranged_output_are_checked(dtype, top, factor, status):
+    x = torch.linspace(0.0, top, 21, dtype=dtype, requires_grad=True)
     r = gk.gradcheck(_exp_off_at(0, factor), x, mode="fast", raise_exception=False)
-    assert r.status == ("passed" if passes else "failed")
+    assert r.status == status, r
     [eq] = [c for c in r.comparisons if c.check.endswith("(equalised cotangent)")]
-    assert eq.passed is passes and eq.function_evals == 0
+    assert eq.status == status and eq.function_evals == 0
     [plain] = [c for c in r.comparisons if c.kind is ComparisonKind.FINITE_DIFFERENCES and c is not eq]
-    assert plain.passed  # the random cotangent alone is dominated by exp(40)
+    if top == 40.0:
+        assert plain.passed  # the random cotangent alone is dominated by exp(40)
 
 
 def test_no_equalised_probe_where_the_output_has_no_dynamic_range():
