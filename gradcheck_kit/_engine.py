@@ -528,7 +528,9 @@ def _equalised_output(
     scale = sum(np.abs(d.value[a:b]) for d in ds.values())
     error = sum(d.error[a:b] for d in ds.values())
     denom = np.maximum(scale, error)
-    live = np.isfinite(denom) & (denom > 0)
+    # Outputs that stayed bit for bit the same at every step have no measured derivative
+    # (only its error bound, which is not its size): they keep their weight.
+    live = np.isfinite(denom) & (scale > 0)
     if live.sum() < 2:
         return [], False
     top, low = float(denom[live].max()), float(denom[live].min())
