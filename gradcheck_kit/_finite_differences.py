@@ -497,14 +497,16 @@ def _lower_bend(
     """
     ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
     at_point = np.abs(g0) * ulps
+    # Three output-sized buffers for all the differences (bit for bit the plain formulas).
+    sd, rounding, term = (np.empty_like(g0) for _ in range(3))
 
-    def lower(sd: np.ndarray, h: float, *values: np.ndarray) -> None:
+    def lower(h: float, *values: np.ndarray) -> None:  # reads the second difference in sd
         np.abs(sd, out=sd)
-        rounding = at_point.copy()
+        np.copyto(rounding, at_point)
         for y in values:
-            rounding += np.abs(y) * ulps
-        sd[~(sd > rounding)] = np.nan
-        sd /= h * h
+            np.add(rounding, np.multiply(np.abs(y, out=term), ulps, out=term), out=rounding)
+        np.copyto(sd, np.nan, where=~(sd > rounding))
+        np.divide(sd, h * h, out=sd)
         np.fmin(bend, sd, out=bend)
 
     with np.errstate(invalid="ignore", over="ignore"):
@@ -513,18 +515,18 @@ def _lower_bend(
                 if _usable(side):
                     np.logical_or(moved, side != g0, out=moved)
             if _usable(p) and _usable(m):
-                sd = p + m  # g(h) + g(-h) - 2 g(0)
+                np.add(p, m, out=sd)  # g(h) + g(-h) - 2 g(0)
                 sd -= g0
                 sd -= g0
-                lower(sd, h, p, m)
+                lower(h, p, m)
             if k == 0:  # one-sided at the largest steps only: where noise matters least
                 half, p2, m2 = points[1]
                 for far, near in ((p, p2), (m, m2)):
                     if _usable(far) and _usable(near):
-                        sd = far - near  # g(2t) - 2 g(t) + g(0), t = h / 2
+                        np.subtract(far, near, out=sd)  # g(2t) - 2 g(t) + g(0), t = h / 2
                         sd -= near
                         sd += g0
-                        lower(sd, half, far, near)
+                        lower(half, far, near)
 
 
 def _usable(y) -> bool:
@@ -647,64 +649,59 @@ def _estimate(
 
     # In-place arithmetic throughout (bit for bit the expressions it replaces): at 1e6
     # outputs and more, allocating fresh output-sized arrays costs as much as the maths.
+    scratch = np.empty_like(g0)
     magnitude = np.abs(g0)
     for _, p, m in points:
         for side in (p, m):
             if side is not None:
-                np.maximum(magnitude, np.abs(side), out=magnitude)
+                np.maximum(magnitude, np.abs(side, out=scratch), out=magnitude)
     model = magnitude
     model *= _NOISE_ULPS * eps
     h_min = hs[-1]
-    # Richardson amplifies noise by the sum of its weights' magnitudes.
+    # Richardson amplifies noise by the sum of its weights' magnitudes. The noise bound is
+    # the same for every scheme, so each scheme's rounding is formed once.
     central_gain = richardson_noise_gain(levels, one_sided=False)
     one_sided_gain = richardson_noise_gain(levels, one_sided=True)
-
-    def noise(_: np.ndarray) -> np.ndarray:
-        return model if measured is None else np.maximum(model, measured)
+    level = model if measured is None else np.maximum(model, measured)
+    central_rounding = _scaled(level, central_gain, h_min)
+    one_sided_rounding = _scaled(level, one_sided_gain, h_min)
+    del level
 
     c_val = f_val = b_val = np.zeros(g0.shape)
     c_err = f_err = b_err = inf
-    c_noise = f_noise = b_noise = model
     c_reg = f_reg = b_reg = np.ones(g0.shape, dtype=bool)
     if has_plus and has_minus:
-        c_val, c_err, c_reg = _richardson(
-            [_quotient(p, m, 2 * hi) for hi, p, m in points], ratio=4.0
+        c_val, c_err, c_reg = _table(
+            [_quotient(p, m, 2 * hi) for hi, p, m in points], 4.0, safety, central_rounding
         )
-        c_noise = noise(c_reg)
-        c_err *= safety
-        c_err += central_gain * c_noise / h_min
     if has_plus:
-        f_val, f_err, f_reg = _richardson([_quotient(p, g0, hi) for hi, p, m in points], ratio=2.0)
-        f_noise = noise(f_reg)
-        f_err *= safety
-        f_err += one_sided_gain * f_noise / h_min
+        f_val, f_err, f_reg = _table(
+            [_quotient(p, g0, hi) for hi, p, m in points], 2.0, safety, one_sided_rounding
+        )
     if has_minus:
-        b_val, b_err, b_reg = _richardson([_quotient(g0, m, hi) for hi, p, m in points], ratio=2.0)
-        b_noise = noise(b_reg)
-        b_err *= safety
-        b_err += one_sided_gain * b_noise / h_min
+        b_val, b_err, b_reg = _table(
+            [_quotient(g0, m, hi) for hi, p, m in points], 2.0, safety, one_sided_rounding
+        )
 
     scheme = _argmin3(c_err, f_err, b_err)
     # Selected with masks rather than stacked tables: the same values, without three
     # output-sized copies per table (this runs on every output element).
     central, forward = scheme == Scheme.CENTRAL, scheme == Scheme.FORWARD
-    value = np.where(central, c_val, np.where(forward, f_val, b_val))
-    error = np.where(central, c_err, np.where(forward, f_err, b_err))
-    rounding = np.where(
-        central, central_gain * c_noise, one_sided_gain * np.where(forward, f_noise, b_noise)
-    )
-    rounding /= h_min
+    value = _select(central, c_val, forward, f_val, b_val)
+    error = _select(central, c_err, forward, f_err, b_err)
+    rounding = np.where(central, central_rounding, one_sided_rounding)
+    regular = _select(central, c_reg, forward, f_reg, b_reg)
+    del c_val, c_err, c_reg, central_rounding, one_sided_rounding
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
         jump = np.abs(f_val - b_val)
-        kink = jump > f_err + b_err
+        kink = jump > np.add(f_err, b_err, out=scratch)
     else:
         jump = np.zeros(g0.shape)
         kink = np.zeros(g0.shape, dtype=bool)
-    lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
-    upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
-    regular = np.where(central, c_reg, np.where(forward, f_reg, b_reg))
+    lower, upper = _bounds(value, error, kink, f_val, f_err, b_val, b_err)
+    del f_val, f_err, b_val, b_err
     # Curvature beyond noise dominates the change over the smallest step: the step is not
     # in the range where g is nearly linear (1/t-like behaviour, an ill-conditioned solve).
     curved = np.zeros(g0.shape, dtype=bool)
@@ -712,11 +709,68 @@ def _estimate(
         _, p, m = points[-1]
         # Against the model's noise only: a measured level may itself be such curvature,
         # read at offsets where g is not polynomial either.
-        curved = np.abs(p + m - 2.0 * g0) > np.abs(p - m) + 4.0 * model
+        curved = _curved(p, m, g0, model, scratch)
     return Derivative(
         value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, (), noise=measured,
         regular=regular, curved=curved, jump=jump,
     )
+
+
+def _scaled(level: np.ndarray, gain: float, h_min: float) -> np.ndarray:
+    """`gain * level / h_min` in one fresh array: the rounding bound of a scheme."""
+    out = np.multiply(level, gain)
+    out /= h_min
+    return out
+
+
+def _table(
+    quotients: list[np.ndarray], ratio: float, safety: float, rounding: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scheme's value, error (`safety` x truncation + `rounding`) and regularity."""
+    value, error, regular = _richardson(quotients, ratio=ratio)
+    error *= safety
+    error += rounding
+    return value, error, regular
+
+
+def _select(
+    central: np.ndarray, c: np.ndarray, forward: np.ndarray, f: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """`np.where(central, c, np.where(forward, f, b))` with one fresh array."""
+    out = np.where(forward, f, b)
+    np.copyto(out, c, where=central)
+    return out
+
+
+def _bounds(
+    value: np.ndarray, error: np.ndarray, kink: np.ndarray,
+    f_val: np.ndarray, f_err: np.ndarray, b_val: np.ndarray, b_err: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`value -/+ error`, and at kinks the interval the one-sided estimates span.
+
+    The kink interval is formed at the kinks only (they are rare; the same expressions,
+    elementwise, so the same bits as forming it everywhere and selecting).
+    """
+    lower = value - error
+    upper = value + error
+    if kink.any():
+        fv, fe, bv, be = f_val[kink], f_err[kink], b_val[kink], b_err[kink]
+        lower[kink] = np.minimum(fv, bv) - fe - be
+        upper[kink] = np.maximum(fv, bv) + fe + be
+    return lower, upper
+
+
+def _curved(
+    p: np.ndarray, m: np.ndarray, g0: np.ndarray, model: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """`|p + m - 2 g0| > |p - m| + 4 model` (`Derivative.curved`), with two fresh arrays
+    besides `scratch` (overwritten)."""
+    bend = np.add(p, m)
+    bend -= np.multiply(g0, 2.0, out=scratch)
+    np.abs(bend, out=bend)
+    threshold = np.multiply(model, 4.0)
+    threshold += np.abs(np.subtract(p, m, out=scratch), out=scratch)
+    return bend > threshold
 
 
 def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
@@ -752,27 +806,60 @@ def _richardson(
     regular: their successive differences have one sign and shrink by `ratio` (within a
     factor of 2), as the error series says they do once the steps are small enough. Noise,
     or a feature of the function within the steps, breaks that pattern.
+
+    The estimates are overwritten: the table is built in their buffers (the same
+    operations, in the same order, as the textbook formulas, so the same bits; at 1e6
+    outputs and more, fresh output-sized arrays cost as much as the arithmetic).
     """
-    regular = np.ones(estimates[0].shape, dtype=bool)
-    for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
-        d1, d2 = np.abs(a - b), np.abs(b - c)
-        with np.errstate(invalid="ignore"):
-            regular &= ((a - b) * (b - c) > 0) & (d1 >= 0.5 * ratio * d2) & (d1 <= 2 * ratio * d2)
+    regular = _regular(estimates, ratio)
     prev = list(estimates)
     factor = ratio
-    below = prev
-    while len(prev) > 1:
-        below = prev
-        level = []
+    scratch = np.empty_like(prev[0])
+    # Every level but the last in place: level[i] = (factor * prev[i + 1] - prev[i]) /
+    # (factor - 1) overwrites prev[i], which no later entry of the level reads.
+    while len(prev) > 2:
         for i in range(len(prev) - 1):
-            # (factor * prev[i + 1] - prev[i]) / (factor - 1), without temporaries.
-            t = prev[i + 1] * factor
-            t -= prev[i]
-            t /= factor - 1
-            level.append(t)
-        prev = level
+            _extrapolate(prev[i], prev[i + 1], factor, out=prev[i], scratch=scratch)
+        prev = prev[:-1]
         factor *= ratio
-    best = prev[0]
-    error = np.abs(best - below[-1])
-    np.maximum(error, np.abs(best - below[-2]), out=error)
-    return best, error, regular
+    # The last level keeps the one below, which the error estimate reads.
+    best = _extrapolate(prev[0], prev[1], factor, out=scratch, scratch=scratch)
+    near, far = prev[-1], prev[-2]
+    np.subtract(best, near, out=near)
+    np.abs(near, out=near)
+    np.subtract(best, far, out=far)
+    np.abs(far, out=far)
+    np.maximum(near, far, out=near)
+    return best, near, regular
+
+
+def _extrapolate(
+    lo: np.ndarray, hi: np.ndarray, factor: float, *, out: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """`(factor * hi - lo) / (factor - 1)` into `out` (which may be `lo` or `scratch`)."""
+    np.multiply(hi, factor, out=scratch)
+    np.subtract(scratch, lo, out=out)
+    out /= factor - 1
+    return out
+
+
+def _regular(estimates: list[np.ndarray], ratio: float) -> np.ndarray:
+    """Where successive differences of `estimates` have one sign and shrink by `ratio`
+    (within a factor of 2); see `_richardson`. Three scratch arrays, whatever the levels."""
+    regular = np.ones(estimates[0].shape, dtype=bool)
+    if len(estimates) < 3:
+        return regular
+    d1, d2, bound = (np.empty_like(estimates[0]) for _ in range(3))
+    with np.errstate(invalid="ignore"):
+        for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
+            np.subtract(a, b, out=d1)
+            np.subtract(b, c, out=d2)
+            np.multiply(d1, d2, out=bound)
+            regular &= bound > 0
+            np.abs(d1, out=d1)
+            np.abs(d2, out=d2)
+            np.multiply(d2, 0.5 * ratio, out=bound)
+            regular &= d1 >= bound
+            np.multiply(d2, 2 * ratio, out=bound)
+            regular &= d1 <= bound
+    return regular

@@ -94,7 +94,12 @@ def test_in_place_richardson_table_equals_the_textbook_table_bit_for_bit():
     rng = np.random.default_rng(4)
     for levels in (2, 3, 4):
         for ratio in (2.0, 4.0):
-            estimates = [rng.standard_normal(100) for _ in range(levels)]
+            # Half follow the error series (regular tables), half are noise.
+            series = rng.standard_normal(100)
+            estimates = [
+                1.0 + np.where(np.arange(100) < 50, series * ratio**-k, rng.standard_normal(100))
+                for k in range(levels)
+            ]
             table, factor = [list(estimates)], ratio
             while len(table[-1]) > 1:
                 prev = table[-1]
@@ -102,8 +107,14 @@ def test_in_place_richardson_table_equals_the_textbook_table_bit_for_bit():
                 factor *= ratio
             best, below = table[-1][0], table[-2]
             error = np.maximum(np.abs(best - below[-1]), np.abs(best - below[-2]))
-            value, err, _ = _richardson([e.copy() for e in estimates], ratio=ratio)
+            regular = np.ones(100, dtype=bool)
+            for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
+                d1, d2 = np.abs(a - b), np.abs(b - c)
+                regular &= ((a - b) * (b - c) > 0) & (d1 >= 0.5 * ratio * d2) & (d1 <= 2 * ratio * d2)
+            value, err, reg = _richardson([e.copy() for e in estimates], ratio=ratio)
             assert np.array_equal(value, best) and np.array_equal(err, error)
+            assert np.array_equal(reg, regular) and (
+                levels == 2 or (regular[:50].all() and not regular[50:].all()))
 
 
 def test_perturbed_input_buffer_does_not_leak_into_stored_outputs():
