@@ -392,8 +392,9 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
-        _lower_bend(points, g0, eps, bend, moved)
-        estimate = _estimate(points, g0, eps, safety, noise)
+        buffers = _Buffers(g0)
+        _lower_bend(points, g0, eps, bend, moved, buffers)
+        estimate = _estimate(points, g0, eps, safety, noise, buffers)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
             estimate, accepted, noise is not None,
@@ -415,7 +416,7 @@ def directional_derivative(
                 # rounding quantum is larger than what they change).
                 lower = (fresh > 0) & (fresh < noise / 16) if noise is not None else None
                 noise = fresh if noise is None else np.where(lower, fresh, noise)
-                estimate = _estimate(points, g0, eps, safety, noise)
+                estimate = _estimate(points, g0, eps, safety, noise, buffers)
                 accepted = _accepted(estimate, target, safety)
         attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
                                  estimate.kink, estimate.jump))
@@ -470,23 +471,37 @@ def _unreliable(
     steps does not explain it: it grows with whatever the steps reached (an ill-conditioned
     solve returns huge values there), which is no evidence of noise.
     """
-    central = d.scheme == Scheme.CENTRAL
+    unreliable = ~d.kink & d.unresolved
+    if d.regular is None:
+        return unreliable
+    # Only irregular tables need the noise test, and they are few where finite differences
+    # work at all: it runs on those elements only (the same expressions, elementwise).
+    where = np.flatnonzero(~d.regular & ~d.kink)
+    if where.size == 0:
+        return unreliable
+
+    def at(a: np.ndarray) -> np.ndarray:
+        return np.reshape(a, -1)[where]
+
     gain = np.where(
-        central, richardson_noise_gain(levels, one_sided=False),
+        at(d.scheme) == Scheme.CENTRAL, richardson_noise_gain(levels, one_sided=False),
         richardson_noise_gain(levels, one_sided=True),
     )
-    at_point = _NOISE_ULPS * eps * np.abs(g0)
+    at_point = _NOISE_ULPS * eps * np.abs(at(g0))
     if d.noise is not None:
-        at_point = np.maximum(at_point, d.noise)
+        at_point = np.maximum(at_point, at(d.noise))
     explained = 2.0 * gain * at_point / d.step
-    correction = np.maximum(d.error - d.rounding, 0.0) / safety
-    irregular = np.zeros(g0.shape, dtype=bool) if d.regular is None else ~d.regular
-    curved = np.zeros(g0.shape, dtype=bool) if d.curved is None else d.curved
-    return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
+    correction = np.maximum(at(d.error) - at(d.rounding), 0.0) / safety
+    curved = correction > explained
+    if d.curved is not None:
+        curved |= at(d.curved)
+    np.reshape(unreliable, -1)[where] |= curved
+    return unreliable
 
 
 def _lower_bend(
-    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray
+    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray,
+    buffers: _Buffers | None = None,
 ) -> None:
     """Lower `bend` in place to the second differences of one attempt (`Derivative.bend`)
     and mark in `moved` the elements that differ from g0 at one of its steps.
@@ -495,19 +510,23 @@ def _lower_bend(
     (at small steps `t^2 g''` rounds away: exp(3t) at t = 1e-9), and leaves the bend as it
     was; so does NaN (a value outside the domain, inf - inf).
     """
+    buffers = buffers or _Buffers(g0)
     ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
-    at_point = np.abs(g0) * ulps
-    # Three output-sized buffers for all the differences (bit for bit the plain formulas).
-    sd, rounding, term = (np.empty_like(g0) for _ in range(3))
+    at_point = np.abs(g0, out=buffers.take())
+    at_point *= ulps
+    # Three more buffers for all the differences (bit for bit the plain formulas).
+    sd, rounding, term = buffers.take(), buffers.take(), buffers.take()
 
     def lower(h: float, *values: np.ndarray) -> None:  # reads the second difference in sd
         np.abs(sd, out=sd)
         np.copyto(rounding, at_point)
         for y in values:
             np.add(rounding, np.multiply(np.abs(y, out=term), ulps, out=term), out=rounding)
-        np.copyto(sd, np.nan, where=~(sd > rounding))
-        np.divide(sd, h * h, out=sd)
-        np.fmin(bend, sd, out=bend)
+        # Where it is no measurement (or NaN) the bend stays: fmin against NaN, as written
+        # plainly, without forming the NaNs.
+        measured = sd > rounding
+        np.divide(sd, h * h, out=sd, where=measured)
+        np.fmin(bend, sd, out=bend, where=measured)
 
     with np.errstate(invalid="ignore", over="ignore"):
         for k, (h, p, m) in enumerate(points):
@@ -527,6 +546,7 @@ def _lower_bend(
                         sd -= near
                         sd += g0
                         lower(half, far, near)
+    buffers.give(at_point, sd, rounding, term)
 
 
 def _usable(y) -> bool:
@@ -611,6 +631,26 @@ class _Attempt:
     jump: np.ndarray | None
 
 
+class _Buffers:
+    """Output-sized float64 scratch arrays, handed out and taken back within one attempt.
+
+    Why: freed arrays of a megabyte and more go back to the operating system, and every
+    fresh one is paged in again on first touch, which at 1e6 outputs costs more than the
+    arithmetic done in it. Reusing the arrays an attempt is done with avoids that, and an
+    array is only ever allocated when none is free, so the peak stays as it was.
+    """
+
+    def __init__(self, like: np.ndarray):
+        self._shape = like.shape
+        self._free: list[np.ndarray] = []
+
+    def take(self) -> np.ndarray:
+        return self._free.pop() if self._free else np.empty(self._shape)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        self._free.extend(arrays)
+
+
 def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
     """Where every attempt's estimate agrees with the kept one within both error estimates."""
     steps = tuple(a.step for a in attempts)
@@ -634,74 +674,87 @@ def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
 
 
 def _estimate(
-    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None
+    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None,
+    buffers: _Buffers | None = None,
 ) -> Derivative:
     """The Richardson estimate from one set of steps; `evals` and `notes` are the caller's.
 
     `measured` is the evaluation noise measured at the point, if any: the rounding bound
-    is the larger of it and the model's.
+    is the larger of it and the model's. `buffers`: scratch arrays to draw on and return.
     """
+    buffers = buffers or _Buffers(g0)
     hs = [p[0] for p in points]
     levels = len(hs)
     has_plus = points[0][1] is not None
     has_minus = points[0][2] is not None
-    inf = np.full(g0.shape, np.inf)
 
     # In-place arithmetic throughout (bit for bit the expressions it replaces): at 1e6
     # outputs and more, allocating fresh output-sized arrays costs as much as the maths.
-    scratch = np.empty_like(g0)
-    magnitude = np.abs(g0)
+    scratch = buffers.take()
+    model = np.abs(g0, out=buffers.take())  # the largest |g| seen, then its noise model
     for _, p, m in points:
         for side in (p, m):
             if side is not None:
-                np.maximum(magnitude, np.abs(side, out=scratch), out=magnitude)
-    model = magnitude
+                np.maximum(model, np.abs(side, out=scratch), out=model)
     model *= _NOISE_ULPS * eps
     h_min = hs[-1]
     # Richardson amplifies noise by the sum of its weights' magnitudes. The noise bound is
     # the same for every scheme, so each scheme's rounding is formed once.
     central_gain = richardson_noise_gain(levels, one_sided=False)
     one_sided_gain = richardson_noise_gain(levels, one_sided=True)
-    level = model if measured is None else np.maximum(model, measured)
-    central_rounding = _scaled(level, central_gain, h_min)
-    one_sided_rounding = _scaled(level, one_sided_gain, h_min)
-    del level
+    level = model if measured is None else np.maximum(model, measured, out=scratch)
+    central_rounding = _scaled(level, central_gain, h_min, out=buffers.take())
+    one_sided_rounding = _scaled(level, one_sided_gain, h_min, out=buffers.take())
 
-    c_val = f_val = b_val = np.zeros(g0.shape)
-    c_err = f_err = b_err = inf
-    c_reg = f_reg = b_reg = np.ones(g0.shape, dtype=bool)
+    def table(quotients, ratio, rounding):
+        return _table([q(buffers.take()) for q in quotients], ratio, safety, rounding, buffers)
+
+    if not (has_plus and has_minus):
+        # A scheme without evaluations on its side never wins: an infinite error.
+        missing = (np.zeros(g0.shape), np.full(g0.shape, np.inf), np.ones(g0.shape, dtype=bool))
+        c_val, c_err, c_reg = f_val, f_err, f_reg = b_val, b_err, b_reg = missing
     if has_plus and has_minus:
-        c_val, c_err, c_reg = _table(
-            [_quotient(p, m, 2 * hi) for hi, p, m in points], 4.0, safety, central_rounding
+        c_val, c_err, c_reg = table(
+            [_quotient(p, m, 2 * hi) for hi, p, m in points], 4.0, central_rounding
         )
     if has_plus:
-        f_val, f_err, f_reg = _table(
-            [_quotient(p, g0, hi) for hi, p, m in points], 2.0, safety, one_sided_rounding
+        f_val, f_err, f_reg = table(
+            [_quotient(p, g0, hi) for hi, p, m in points], 2.0, one_sided_rounding
         )
     if has_minus:
-        b_val, b_err, b_reg = _table(
-            [_quotient(g0, m, hi) for hi, p, m in points], 2.0, safety, one_sided_rounding
+        b_val, b_err, b_reg = table(
+            [_quotient(g0, m, hi) for hi, p, m in points], 2.0, one_sided_rounding
         )
 
-    scheme = _argmin3(c_err, f_err, b_err)
-    # Selected with masks rather than stacked tables: the same values, without three
-    # output-sized copies per table (this runs on every output element).
+    scheme = _argmin3(c_err, f_err, b_err, scratch)
     central, forward = scheme == Scheme.CENTRAL, scheme == Scheme.FORWARD
-    value = _select(central, c_val, forward, f_val, b_val)
-    error = _select(central, c_err, forward, f_err, b_err)
-    rounding = np.where(central, central_rounding, one_sided_rounding)
-    regular = _select(central, c_reg, forward, f_reg, b_reg)
-    del c_val, c_err, c_reg, central_rounding, one_sided_rounding
+    if has_plus and has_minus and central.all():
+        # The common case (a smooth function): the central table is the estimate.
+        value, error, regular, rounding = c_val, c_err, c_reg, central_rounding
+        buffers.give(one_sided_rounding)
+    else:
+        # Selected with masks rather than stacked tables: the same values, without three
+        # output-sized copies per table.
+        value = _select(central, c_val, forward, f_val, b_val, out=buffers.take())
+        error = _select(central, c_err, forward, f_err, b_err, out=buffers.take())
+        regular = _select(central, c_reg, forward, f_reg, b_reg, out=np.empty(g0.shape, bool))
+        rounding = one_sided_rounding
+        np.copyto(rounding, central_rounding, where=central)
+        buffers.give(central_rounding)
+        if has_plus and has_minus:
+            buffers.give(c_val, c_err)
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
-        jump = np.abs(f_val - b_val)
+        jump = buffers.take()
+        np.abs(np.subtract(f_val, b_val, out=jump), out=jump)
         kink = jump > np.add(f_err, b_err, out=scratch)
     else:
         jump = np.zeros(g0.shape)
         kink = np.zeros(g0.shape, dtype=bool)
-    lower, upper = _bounds(value, error, kink, f_val, f_err, b_val, b_err)
-    del f_val, f_err, b_val, b_err
+    lower, upper = _bounds(value, error, kink, f_val, f_err, b_val, b_err, buffers)
+    buffers.give(*(a for a, side in ((f_val, has_plus), (f_err, has_plus), (b_val, has_minus),
+                                     (b_err, has_minus)) if side))
     # Curvature beyond noise dominates the change over the smallest step: the step is not
     # in the range where g is nearly linear (1/t-like behaviour, an ill-conditioned solve).
     curved = np.zeros(g0.shape, dtype=bool)
@@ -709,35 +762,39 @@ def _estimate(
         _, p, m = points[-1]
         # Against the model's noise only: a measured level may itself be such curvature,
         # read at offsets where g is not polynomial either.
-        curved = _curved(p, m, g0, model, scratch)
+        curved = _curved(p, m, g0, model, buffers)
+    buffers.give(scratch, model)
     return Derivative(
         value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, (), noise=measured,
         regular=regular, curved=curved, jump=jump,
     )
 
 
-def _scaled(level: np.ndarray, gain: float, h_min: float) -> np.ndarray:
-    """`gain * level / h_min` in one fresh array: the rounding bound of a scheme."""
-    out = np.multiply(level, gain)
+def _scaled(level: np.ndarray, gain: float, h_min: float, *, out: np.ndarray) -> np.ndarray:
+    """`gain * level / h_min` into `out`: the rounding bound of a scheme."""
+    np.multiply(level, gain, out=out)
     out /= h_min
     return out
 
 
 def _table(
-    quotients: list[np.ndarray], ratio: float, safety: float, rounding: np.ndarray
+    quotients: list[np.ndarray], ratio: float, safety: float, rounding: np.ndarray,
+    buffers: _Buffers,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scheme's value, error (`safety` x truncation + `rounding`) and regularity."""
-    value, error, regular = _richardson(quotients, ratio=ratio)
+    value, error, regular = _richardson(quotients, ratio=ratio, buffers=buffers)
     error *= safety
     error += rounding
     return value, error, regular
 
 
 def _select(
-    central: np.ndarray, c: np.ndarray, forward: np.ndarray, f: np.ndarray, b: np.ndarray
+    central: np.ndarray, c: np.ndarray, forward: np.ndarray, f: np.ndarray, b: np.ndarray,
+    *, out: np.ndarray,
 ) -> np.ndarray:
-    """`np.where(central, c, np.where(forward, f, b))` with one fresh array."""
-    out = np.where(forward, f, b)
+    """`np.where(central, c, np.where(forward, f, b))` into `out`."""
+    np.copyto(out, b)
+    np.copyto(out, f, where=forward)
     np.copyto(out, c, where=central)
     return out
 
@@ -745,14 +802,15 @@ def _select(
 def _bounds(
     value: np.ndarray, error: np.ndarray, kink: np.ndarray,
     f_val: np.ndarray, f_err: np.ndarray, b_val: np.ndarray, b_err: np.ndarray,
+    buffers: _Buffers,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`value -/+ error`, and at kinks the interval the one-sided estimates span.
 
     The kink interval is formed at the kinks only (they are rare; the same expressions,
     elementwise, so the same bits as forming it everywhere and selecting).
     """
-    lower = value - error
-    upper = value + error
+    lower = np.subtract(value, error, out=buffers.take())
+    upper = np.add(value, error, out=buffers.take())
     if kink.any():
         fv, fe, bv, be = f_val[kink], f_err[kink], b_val[kink], b_err[kink]
         lower[kink] = np.minimum(fv, bv) - fe - be
@@ -761,33 +819,45 @@ def _bounds(
 
 
 def _curved(
-    p: np.ndarray, m: np.ndarray, g0: np.ndarray, model: np.ndarray, scratch: np.ndarray
+    p: np.ndarray, m: np.ndarray, g0: np.ndarray, model: np.ndarray, buffers: _Buffers
 ) -> np.ndarray:
-    """`|p + m - 2 g0| > |p - m| + 4 model` (`Derivative.curved`), with two fresh arrays
-    besides `scratch` (overwritten)."""
-    bend = np.add(p, m)
+    """`|p + m - 2 g0| > |p - m| + 4 model` (`Derivative.curved`)."""
+    bend, threshold, scratch = buffers.take(), buffers.take(), buffers.take()
+    np.add(p, m, out=bend)
     bend -= np.multiply(g0, 2.0, out=scratch)
     np.abs(bend, out=bend)
-    threshold = np.multiply(model, 4.0)
+    np.multiply(model, 4.0, out=threshold)
     threshold += np.abs(np.subtract(p, m, out=scratch), out=scratch)
-    return bend > threshold
+    curved = bend > threshold
+    buffers.give(bend, threshold, scratch)
+    return curved
 
 
-def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
-    """`(a - b) / h` in one fresh array."""
-    d = a - b
-    d /= h
-    return d
+def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> Callable[[np.ndarray], np.ndarray]:
+    """`(a - b) / h`, written into the array it is given (when a table has one free)."""
+
+    def into(out: np.ndarray) -> np.ndarray:
+        np.subtract(a, b, out=out)
+        out /= h
+        return out
+
+    return into
 
 
-def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def _argmin3(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, scratch: np.ndarray | None = None
+) -> np.ndarray:
     """`np.argmin(np.stack([a, b, c]), axis=0)`, ties and NaNs alike, without the stack.
 
     An argmin across a stacked axis walks memory with a stride and copies three arrays;
-    these comparisons run contiguously.
+    these comparisons run contiguously. `scratch`: an array of a's shape to overwrite.
     """
-    scheme = (b < a).astype(np.intp)
-    scheme[c < np.where(scheme == 1, b, a)] = 2
+    b_less = b < a
+    scheme = b_less.astype(np.intp)
+    smaller = a.copy() if scratch is None else scratch  # min(a, b), first one on ties
+    np.copyto(smaller, a)
+    np.copyto(smaller, b, where=b_less)
+    scheme[c < smaller] = 2
     na, nb, nc = np.isnan(a), np.isnan(b), np.isnan(c)
     if na.any() or nb.any() or nc.any():  # argmin takes the first NaN as the minimum
         scheme[nc & ~na & ~nb] = 2
@@ -797,7 +867,7 @@ def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _richardson(
-    estimates: list[np.ndarray], *, ratio: float
+    estimates: list[np.ndarray], *, ratio: float, buffers: _Buffers | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extrapolate estimates at steps h, h/2, ... whose errors go as h^p, h^2p, ...
 
@@ -809,17 +879,20 @@ def _richardson(
 
     The estimates are overwritten: the table is built in their buffers (the same
     operations, in the same order, as the textbook formulas, so the same bits; at 1e6
-    outputs and more, fresh output-sized arrays cost as much as the arithmetic).
+    outputs and more, fresh output-sized arrays cost as much as the arithmetic). Those
+    not returned go to `buffers`, which also lends the scratch arrays.
     """
-    regular = _regular(estimates, ratio)
+    buffers = buffers or _Buffers(estimates[0])
+    regular = _regular(estimates, ratio, buffers)
     prev = list(estimates)
     factor = ratio
-    scratch = np.empty_like(prev[0])
+    scratch = buffers.take()
     # Every level but the last in place: level[i] = (factor * prev[i + 1] - prev[i]) /
     # (factor - 1) overwrites prev[i], which no later entry of the level reads.
     while len(prev) > 2:
         for i in range(len(prev) - 1):
             _extrapolate(prev[i], prev[i + 1], factor, out=prev[i], scratch=scratch)
+        buffers.give(prev[-1])
         prev = prev[:-1]
         factor *= ratio
     # The last level keeps the one below, which the error estimate reads.
@@ -830,6 +903,7 @@ def _richardson(
     np.subtract(best, far, out=far)
     np.abs(far, out=far)
     np.maximum(near, far, out=near)
+    buffers.give(far)
     return best, near, regular
 
 
@@ -843,13 +917,13 @@ def _extrapolate(
     return out
 
 
-def _regular(estimates: list[np.ndarray], ratio: float) -> np.ndarray:
+def _regular(estimates: list[np.ndarray], ratio: float, buffers: _Buffers) -> np.ndarray:
     """Where successive differences of `estimates` have one sign and shrink by `ratio`
     (within a factor of 2); see `_richardson`. Three scratch arrays, whatever the levels."""
     regular = np.ones(estimates[0].shape, dtype=bool)
     if len(estimates) < 3:
         return regular
-    d1, d2, bound = (np.empty_like(estimates[0]) for _ in range(3))
+    d1, d2, bound = buffers.take(), buffers.take(), buffers.take()
     with np.errstate(invalid="ignore"):
         for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
             np.subtract(a, b, out=d1)
@@ -862,4 +936,5 @@ def _regular(estimates: list[np.ndarray], ratio: float) -> np.ndarray:
             regular &= d1 >= bound
             np.multiply(d2, 2 * ratio, out=bound)
             regular &= d1 <= bound
+    buffers.give(d1, d2, bound)
     return regular
