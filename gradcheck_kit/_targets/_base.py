@@ -220,18 +220,30 @@ class Target(ABC):
         if not y0.shape == y1.shape == yh.shape == y2.shape:
             return True  # outputs that change shape: the check reports it
         d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
+        # The formulas below run in place, in `dh` and two more arrays (bit for bit the
+        # plain expressions in the comments): at 1e6 outputs and more, fresh temporaries
+        # cost as much as the arithmetic.
         with np.errstate(invalid="ignore", over="ignore"):
             # The change at TINY_STEP a linear function predicts, with the quadratic term of
-            # the two larger steps eliminated.
-            expected = TINY_STEP / 1e-4 * (4.0 * dh - d1)
-            smooth = (
-                np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
-                & (np.abs(d1 - 2.0 * dh) <= 0.05 * np.abs(d1))
-            )
-            ulp = np.spacing(np.abs(y0))
-            resolved = smooth & (np.abs(expected) > 32.0 * ulp)
-            # Within 10%, and the two ulps by which y0 and y2 may each be rounded.
-            kept = resolved & (np.abs(d2 - expected) <= 0.1 * np.abs(expected) + 2.0 * ulp)
+            # the two larger steps eliminated: TINY_STEP / 1e-4 * (4 dh - d1).
+            expected = np.multiply(dh, 4.0)
+            expected -= d1
+            expected *= TINY_STEP / 1e-4
+            smooth = np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
+            # and |d1 - 2 dh| <= 0.05 |d1|
+            curvature = np.subtract(d1, np.multiply(dh, 2.0, out=dh), out=dh)
+            np.abs(curvature, out=curvature)
+            scratch = np.abs(d1)
+            smooth &= curvature <= np.multiply(scratch, 0.05, out=scratch)
+            ulp = np.spacing(np.abs(y0, out=scratch), out=scratch)
+            size = np.abs(expected, out=curvature)  # |expected|
+            resolved = smooth & (size > 32.0 * ulp)
+            # Within 10%, and the two ulps by which y0 and y2 may each be rounded:
+            # |d2 - expected| <= 0.1 |expected| + 2 ulp.
+            bound = np.multiply(size, 0.1, out=size)
+            bound += np.multiply(ulp, 2.0, out=ulp)
+            miss = np.abs(np.subtract(d2, expected, out=expected), out=expected)
+            kept = resolved & (miss <= bound)
         missed = resolved & ~kept
         n_kept, n_missed = int(kept.sum()), int(missed.sum())
         if n_kept and n_kept >= n_missed:
