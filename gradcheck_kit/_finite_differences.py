@@ -392,9 +392,7 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
-        buffers = _Buffers(g0)
-        _lower_bend(points, g0, eps, bend, moved, buffers)
-        estimate = _estimate(points, g0, eps, safety, noise, buffers)
+        estimate = _attempt(points, g0, eps, safety, noise, bend, moved)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
             estimate, accepted, noise is not None,
@@ -416,7 +414,7 @@ def directional_derivative(
                 # rounding quantum is larger than what they change).
                 lower = (fresh > 0) & (fresh < noise / 16) if noise is not None else None
                 noise = fresh if noise is None else np.where(lower, fresh, noise)
-                estimate = _estimate(points, g0, eps, safety, noise, buffers)
+                estimate = _attempt(points, g0, eps, safety, noise)
                 accepted = _accepted(estimate, target, safety)
         attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
                                  estimate.kink, estimate.jump))
@@ -499,6 +497,67 @@ def _unreliable(
     return unreliable
 
 
+# Elements per slice of the per-element work of an attempt (`_attempt`): 256 KB per float64
+# array, so that the twenty-odd arrays a slice works in stay in a core's cache.
+_CHUNK = 2**15
+
+
+def _attempt(
+    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None,
+    bend: np.ndarray | None = None, moved: np.ndarray | None = None,
+) -> Derivative:
+    """`_estimate` (after `_lower_bend` when `bend` and `moved` are given), in slices.
+
+    Every quantity of an estimate is per element, so slices of the outputs give the same
+    bits as the whole; at 1e6 outputs and more, arrays of the whole go to memory and back
+    at every operation (and are paged in afresh), slices stay in cache.
+    """
+    if g0.size <= _CHUNK:
+        buffers = _Buffers(g0.shape)
+        if bend is not None:
+            _lower_bend(points, g0, eps, bend, moved, buffers)
+        return _estimate(points, g0, eps, safety, measured, buffers)
+    n = g0.size
+    fields = {name: np.empty(n, dtype) for name, dtype in _PER_ELEMENT.items()}
+    buffers = _Buffers((_CHUNK,))
+    flat = [(h, _flat(p), _flat(m)) for h, p, m in points]
+    g0_flat, noise = _flat(g0), _flat(measured)
+    # Views: `bend` and `moved` are contiguous (directional_derivative made them).
+    bend_flat, moved_flat = _flat(bend), _flat(moved)
+    for start in range(0, n, _CHUNK):
+        part = slice(start, min(start + _CHUNK, n))
+        if part.stop - part.start != _CHUNK:
+            buffers = _Buffers((part.stop - part.start,))  # the last, shorter slice
+        sliced = [(h, _cut(p, part), _cut(m, part)) for h, p, m in flat]
+        if bend is not None:
+            _lower_bend(sliced, g0_flat[part], eps, bend_flat[part], moved_flat[part], buffers)
+        d = _estimate(sliced, g0_flat[part], eps, safety, _cut(noise, part), buffers)
+        for name, out in fields.items():
+            out[part] = getattr(d, name)
+        # The slice's estimate is copied out: its float arrays are scratch again.
+        buffers.give(*(getattr(d, name) for name, dtype in _PER_ELEMENT.items()
+                       if dtype is np.float64))
+    shaped = {name: out.reshape(g0.shape) for name, out in fields.items()}
+    return Derivative(step=points[-1][0], evals=0, notes=(), noise=measured, **shaped)
+
+
+# The fields of `_estimate`'s Derivative that hold one value per output element.
+_PER_ELEMENT = {
+    "value": np.float64, "error": np.float64, "rounding": np.float64, "lower": np.float64,
+    "upper": np.float64, "jump": np.float64, "kink": np.bool_, "scheme": np.intp,
+    "regular": np.bool_, "curved": np.bool_,
+}
+
+
+def _flat(a: np.ndarray | None) -> np.ndarray | None:
+    """`a` as one flat array (a view where it is contiguous, as `bend` and `moved` are)."""
+    return None if a is None else np.reshape(a, -1)
+
+
+def _cut(a: np.ndarray | None, part: slice) -> np.ndarray | None:
+    return None if a is None else a[part]
+
+
 def _lower_bend(
     points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray,
     buffers: _Buffers | None = None,
@@ -510,7 +569,7 @@ def _lower_bend(
     (at small steps `t^2 g''` rounds away: exp(3t) at t = 1e-9), and leaves the bend as it
     was; so does NaN (a value outside the domain, inf - inf).
     """
-    buffers = buffers or _Buffers(g0)
+    buffers = buffers or _Buffers(g0.shape)
     ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
     at_point = np.abs(g0, out=buffers.take())
     at_point *= ulps
@@ -640,8 +699,8 @@ class _Buffers:
     array is only ever allocated when none is free, so the peak stays as it was.
     """
 
-    def __init__(self, like: np.ndarray):
-        self._shape = like.shape
+    def __init__(self, shape: tuple[int, ...]):
+        self._shape = shape
         self._free: list[np.ndarray] = []
 
     def take(self) -> np.ndarray:
@@ -682,7 +741,7 @@ def _estimate(
     `measured` is the evaluation noise measured at the point, if any: the rounding bound
     is the larger of it and the model's. `buffers`: scratch arrays to draw on and return.
     """
-    buffers = buffers or _Buffers(g0)
+    buffers = buffers or _Buffers(g0.shape)
     hs = [p[0] for p in points]
     levels = len(hs)
     has_plus = points[0][1] is not None
@@ -882,7 +941,7 @@ def _richardson(
     outputs and more, fresh output-sized arrays cost as much as the arithmetic). Those
     not returned go to `buffers`, which also lends the scratch arrays.
     """
-    buffers = buffers or _Buffers(estimates[0])
+    buffers = buffers or _Buffers(estimates[0].shape)
     regular = _regular(estimates, ratio, buffers)
     prev = list(estimates)
     factor = ratio

@@ -138,3 +138,33 @@ def test_perturbed_input_buffer_does_not_leak_into_stored_outputs():
             return g * 1.01
 
     assert not gk.gradcheck(Off.apply, (x,), raise_exception=False)
+
+
+def test_attempts_in_slices_give_the_estimate_of_the_whole_bit_for_bit(monkeypatch):
+    """Large outputs are estimated in slices (`_attempt`): every field must be the same."""
+    import dataclasses
+
+    from gradcheck_kit import _finite_differences as fd
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 5)) * 3
+    x[0, :3] = 0.0  # kinks at the point itself
+    functions = [
+        lambda t: np.tanh(x + t) * 2,
+        lambda t: np.maximum(x + t, 0.0),  # kinks
+        lambda t: np.sqrt(np.where(x > 0, x, 0.0) + t),  # one side only where x <= 0
+        lambda t: (x + t) * 1e8 - 1e8 * x,  # cancelling: noise is measured
+    ]
+    for g in functions:
+        with np.errstate(all="ignore"):
+            whole = fd.directional_derivative(g, eps=2.0**-52, step=2.0**-11)
+            monkeypatch.setattr(fd, "_CHUNK", 7)  # 200 elements: 28 slices and a short one
+            sliced = fd.directional_derivative(g, eps=2.0**-52, step=2.0**-11)
+            monkeypatch.undo()
+        for field in dataclasses.fields(whole):
+            a, b = getattr(whole, field.name), getattr(sliced, field.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and a.shape == b.shape, field.name
+                assert np.array_equal(a, b, equal_nan=True), field.name
+            else:
+                assert a == b, field.name
