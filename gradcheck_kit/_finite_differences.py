@@ -691,12 +691,13 @@ class _Attempt:
 
 
 class _Buffers:
-    """Output-sized float64 scratch arrays, handed out and taken back within one attempt.
+    """Float64 scratch arrays of one shape (a slice of the outputs, `_attempt`), handed
+    out and taken back within one attempt.
 
     Why: freed arrays of a megabyte and more go back to the operating system, and every
-    fresh one is paged in again on first touch, which at 1e6 outputs costs more than the
-    arithmetic done in it. Reusing the arrays an attempt is done with avoids that, and an
-    array is only ever allocated when none is free, so the peak stays as it was.
+    fresh one is paged in again on first touch, which costs more than the arithmetic done
+    in it; an array is only allocated when none is free, so the pool holds no more arrays
+    than were in use at once.
     """
 
     def __init__(self, shape: tuple[int, ...]):
