@@ -219,10 +219,10 @@ class Target(ABC):
         y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(TINY_STEP, v)
         if not y0.shape == y1.shape == yh.shape == y2.shape:
             return True  # outputs that change shape: the check reports it
-        d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
-        # The formulas below run in place, in `dh` and two more arrays (bit for bit the
-        # plain expressions in the comments): at 1e6 outputs and more, fresh temporaries
-        # cost as much as the arithmetic.
+        # The formulas below run in place, in the evaluations (fresh arrays of the check's
+        # own: `_evaluate`) and two more arrays, bit for bit the plain expressions in the
+        # comments: at 1e6 outputs and more, fresh temporaries cost as much as the maths.
+        d1, dh, d2 = (np.subtract(y, y0, out=y) for y in (y1, yh, y2))  # y - y0
         with np.errstate(invalid="ignore", over="ignore"):
             # The change at TINY_STEP a linear function predicts, with the quadratic term of
             # the two larger steps eliminated: TINY_STEP / 1e-4 * (4 dh - d1).
