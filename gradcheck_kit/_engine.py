@@ -370,6 +370,21 @@ KINK_SPLIT_BUDGET = 16
 EQUALISE_RANGE = 10.0
 
 
+def _largest_derivative(ds: dict[int, Derivative], a: int, b: int) -> np.ndarray:
+    """`max(sum_i |value_i|, sum_i error_i)` over the outputs `a:b`, in two fresh arrays.
+
+    The plain `sum(...)` generators start from 0, which adds nothing to these
+    non-negative values: the same bits.
+    """
+    derivatives = list(ds.values())
+    scale = np.abs(derivatives[0].value[a:b])
+    error = derivatives[0].error[a:b].copy()
+    for d in derivatives[1:]:
+        scale += np.abs(d.value[a:b])
+        error += d.error[a:b]
+    return np.maximum(scale, error, out=scale)
+
+
 def _equalised(
     t: Target,
     point: BasePoint,
@@ -395,17 +410,16 @@ def _equalised(
         return []
     out = []
     for j, (a, b) in enumerate(point.parts):
-        scale = sum(np.abs(d.value[a:b]) for d in ds.values())
-        error = sum(d.error[a:b] for d in ds.values())
-        denom = np.maximum(scale, error)
+        denom = _largest_derivative(ds, a, b)
         live = np.isfinite(denom) & (denom > 0)
         if live.sum() < 2:
             continue
-        top, low = float(denom[live].max()), float(denom[live].min())
+        denom = denom[live]
+        top, low = float(denom.max()), float(denom.min())
         if top <= EQUALISE_RANGE * low:
             continue
         weight = np.ones(b - a)
-        weight[live] = np.minimum(top / denom[live], 1e150)  # far from overflow
+        weight[live] = np.minimum(top / denom, 1e150)  # far from overflow
         u = point.u[j] * weight.reshape(point.u[j].shape)
         [grads] = reverse_mode(t, [on_output(j, u, len(point.u))], frozen)
         us = point.u[:j] + (u,) + point.u[j + 1:]
