@@ -122,7 +122,7 @@ class Derivative:
     lower: np.ndarray
     upper: np.ndarray
     kink: np.ndarray
-    scheme: np.ndarray  # `Scheme` codes
+    scheme: np.ndarray  # `Scheme` codes (int8)
     step: float
     evals: int
     notes: tuple[str, ...]
@@ -544,7 +544,7 @@ def _attempt(
 # The fields of `_estimate`'s Derivative that hold one value per output element.
 _PER_ELEMENT = {
     "value": np.float64, "error": np.float64, "rounding": np.float64, "lower": np.float64,
-    "upper": np.float64, "jump": np.float64, "kink": np.bool_, "scheme": np.intp,
+    "upper": np.float64, "jump": np.float64, "kink": np.bool_, "scheme": np.int8,
     "regular": np.bool_, "curved": np.bool_,
 }
 
@@ -652,16 +652,34 @@ def _accepted(
     # Smaller steps only help where truncation, not noise, dominates the error. Where the
     # noise was measured and the table is irregular, Richardson's correction itself (the
     # truncation estimate before the safety factor) is noise when within twice its bound.
-    bound = 2.0 * d.rounding
-    if d.noise is not None and d.regular is not None:
-        bound = np.where(d.regular, bound, bound * (1.0 + safety))
     # Not where curvature dominates an irregular table: the step is too large for g to be
     # nearly linear, whatever the noise, and smaller steps may reach that range.
     stuck = (
         d.curved is not None and d.regular is not None and bool(np.any(d.curved & ~d.regular))
     )
-    noise_bound = bool(np.all(d.error <= bound)) and not stuck
+    noise_bound = not stuck and _within_noise(d, safety)
     return noise_bound or target is None or target(d.value, d.error)
+
+
+def _within_noise(d: Derivative, safety: float) -> bool:
+    """Whether every error is within twice its rounding (`1 + safety` times more where the
+    noise was measured and the table is irregular; see `_accepted`).
+
+    Tested in slices of `_CHUNK` elements, so that the bound is never formed for all the
+    outputs at once (an exact test per element: the same answer).
+    """
+    error, rounding = np.reshape(d.error, -1), np.reshape(d.rounding, -1)
+    regular = None
+    if d.noise is not None and d.regular is not None:
+        regular = np.reshape(d.regular, -1)
+    for start in range(0, error.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        bound = 2.0 * rounding[part]
+        if regular is not None:
+            bound = np.where(regular[part], bound, bound * (1.0 + safety))
+        if not np.all(error[part] <= bound):
+            return False
+    return True
 
 
 def _worth_measuring(d: Derivative, accepted: bool, measured: bool, closer: bool) -> bool:
@@ -913,7 +931,7 @@ def _argmin3(
     these comparisons run contiguously. `scratch`: an array of a's shape to overwrite.
     """
     b_less = b < a
-    scheme = b_less.astype(np.intp)
+    scheme = b_less.astype(np.int8)  # three codes: one byte each
     smaller = a.copy() if scratch is None else scratch  # min(a, b), first one on ties
     np.copyto(smaller, a)
     np.copyto(smaller, b, where=b_less)
