@@ -162,9 +162,7 @@ class Target(ABC):
                 if self.promoted or (
                     self.work_dtype == "float64" and self.hand_written_grad is None
                 ):
-                    relative = [
-                        np.where(s != 0, s * np.abs(x), 0.0) for s, x in zip(signs, self.base)
-                    ]
+                    relative = [_relative(s, x) for s, x in zip(signs, self.base)]
                     changed = self._probe_precision(at, y0, relative)
                 if not changed:
                     absolute = [
@@ -518,6 +516,14 @@ class Target(ABC):
 # The relative step the set-up probe expects a float64 function to resolve and a float32
 # computation not to see: below float32's half ulp of every element (at least 2**-25).
 TINY_STEP = 2e-8
+
+
+def _relative(sign: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`np.where(sign != 0, sign * |x|, 0.0)` in one array (the same bits)."""
+    out = np.abs(x, out=np.empty(np.shape(x), np.result_type(x, sign)))
+    out *= sign
+    np.copyto(out, 0.0, where=sign == 0)
+    return out
 
 
 def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
