@@ -495,6 +495,18 @@ def _equalised(
     return out
 
 
+def _derivative_size(ds: dict[int, Derivative], a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """`sum_i |value_i|` and `sum_i error_i` over the outputs `a:b`, accumulated in place
+    (the same bits as `sum(...)`, whose start at 0 adds nothing to these values)."""
+    derivatives = list(ds.values())
+    scale = np.abs(derivatives[0].value[a:b])
+    error = derivatives[0].error[a:b].copy()
+    for d in derivatives[1:]:
+        scale += np.abs(d.value[a:b])
+        error += d.error[a:b]
+    return scale, error
+
+
 def _exploratory(c: Comparison, decisive: float) -> Comparison:
     """A comparison with weights beyond the decisive cap: its failure is inconclusive."""
     if c.passed or c.inconclusive:
@@ -525,8 +537,7 @@ def _equalised_output(
     (none where the output's derivatives span less than `EQUALISE_RANGE`), and whether
     the cap stopped a weight."""
     a, b = point.parts[j]
-    scale = sum(np.abs(d.value[a:b]) for d in ds.values())
-    error = sum(d.error[a:b] for d in ds.values())
+    scale, error = _derivative_size(ds, a, b)
     denom = np.maximum(scale, error)
     # Outputs that stayed bit for bit the same at every step have no measured derivative
     # (only its error bound, which is not its size): they keep their weight.

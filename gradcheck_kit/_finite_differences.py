@@ -122,7 +122,7 @@ class Derivative:
     lower: np.ndarray
     upper: np.ndarray
     kink: np.ndarray
-    scheme: np.ndarray  # `Scheme` codes
+    scheme: np.ndarray  # `Scheme` codes (int8)
     step: float
     evals: int
     notes: tuple[str, ...]
@@ -392,8 +392,7 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
-        _lower_bend(points, g0, eps, bend, moved)
-        estimate = _estimate(points, g0, eps, safety, noise)
+        estimate = _attempt(points, g0, eps, safety, noise, bend, moved)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
             estimate, accepted, noise is not None,
@@ -415,7 +414,7 @@ def directional_derivative(
                 # rounding quantum is larger than what they change).
                 lower = (fresh > 0) & (fresh < noise / 16) if noise is not None else None
                 noise = fresh if noise is None else np.where(lower, fresh, noise)
-                estimate = _estimate(points, g0, eps, safety, noise)
+                estimate = _attempt(points, g0, eps, safety, noise)
                 accepted = _accepted(estimate, target, safety)
         attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
                                  estimate.kink, estimate.jump))
@@ -470,23 +469,98 @@ def _unreliable(
     steps does not explain it: it grows with whatever the steps reached (an ill-conditioned
     solve returns huge values there), which is no evidence of noise.
     """
-    central = d.scheme == Scheme.CENTRAL
+    unreliable = ~d.kink & d.unresolved
+    if d.regular is None:
+        return unreliable
+    # Only irregular tables need the noise test, and they are few where finite differences
+    # work at all: it runs on those elements only (the same expressions, elementwise).
+    where = np.flatnonzero(~d.regular & ~d.kink)
+    if where.size == 0:
+        return unreliable
+
+    def at(a: np.ndarray) -> np.ndarray:
+        return np.reshape(a, -1)[where]
+
     gain = np.where(
-        central, richardson_noise_gain(levels, one_sided=False),
+        at(d.scheme) == Scheme.CENTRAL, richardson_noise_gain(levels, one_sided=False),
         richardson_noise_gain(levels, one_sided=True),
     )
-    at_point = _NOISE_ULPS * eps * np.abs(g0)
+    at_point = _NOISE_ULPS * eps * np.abs(at(g0))
     if d.noise is not None:
-        at_point = np.maximum(at_point, d.noise)
+        at_point = np.maximum(at_point, at(d.noise))
     explained = 2.0 * gain * at_point / d.step
-    correction = np.maximum(d.error - d.rounding, 0.0) / safety
-    irregular = np.zeros(g0.shape, dtype=bool) if d.regular is None else ~d.regular
-    curved = np.zeros(g0.shape, dtype=bool) if d.curved is None else d.curved
-    return ~d.kink & ((irregular & ((correction > explained) | curved)) | d.unresolved)
+    correction = np.maximum(at(d.error) - at(d.rounding), 0.0) / safety
+    curved = correction > explained
+    if d.curved is not None:
+        curved |= at(d.curved)
+    np.reshape(unreliable, -1)[where] |= curved
+    return unreliable
+
+
+# Elements per slice of the per-element work of an attempt (`_attempt`): 256 KB per float64
+# array, so that the twenty-odd arrays a slice works in stay in a core's cache.
+_CHUNK = 2**15
+
+
+def _attempt(
+    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None,
+    bend: np.ndarray | None = None, moved: np.ndarray | None = None,
+) -> Derivative:
+    """`_estimate` (after `_lower_bend` when `bend` and `moved` are given), in slices.
+
+    Every quantity of an estimate is per element, so slices of the outputs give the same
+    bits as the whole; at 1e6 outputs and more, arrays of the whole go to memory and back
+    at every operation (and are paged in afresh), slices stay in cache.
+    """
+    if g0.size <= _CHUNK:
+        buffers = _Buffers(g0.shape)
+        if bend is not None:
+            _lower_bend(points, g0, eps, bend, moved, buffers)
+        return _estimate(points, g0, eps, safety, measured, buffers)
+    n = g0.size
+    fields = {name: np.empty(n, dtype) for name, dtype in _PER_ELEMENT.items()}
+    buffers = _Buffers((_CHUNK,))
+    flat = [(h, _flat(p), _flat(m)) for h, p, m in points]
+    g0_flat, noise = _flat(g0), _flat(measured)
+    # Views: `bend` and `moved` are contiguous (directional_derivative made them).
+    bend_flat, moved_flat = _flat(bend), _flat(moved)
+    for start in range(0, n, _CHUNK):
+        part = slice(start, min(start + _CHUNK, n))
+        if part.stop - part.start != _CHUNK:
+            buffers = _Buffers((part.stop - part.start,))  # the last, shorter slice
+        sliced = [(h, _cut(p, part), _cut(m, part)) for h, p, m in flat]
+        if bend is not None:
+            _lower_bend(sliced, g0_flat[part], eps, bend_flat[part], moved_flat[part], buffers)
+        d = _estimate(sliced, g0_flat[part], eps, safety, _cut(noise, part), buffers)
+        for name, out in fields.items():
+            out[part] = getattr(d, name)
+        # The slice's estimate is copied out: its float arrays are scratch again.
+        buffers.give(*(getattr(d, name) for name, dtype in _PER_ELEMENT.items()
+                       if dtype is np.float64))
+    shaped = {name: out.reshape(g0.shape) for name, out in fields.items()}
+    return Derivative(step=points[-1][0], evals=0, notes=(), noise=measured, **shaped)
+
+
+# The fields of `_estimate`'s Derivative that hold one value per output element.
+_PER_ELEMENT = {
+    "value": np.float64, "error": np.float64, "rounding": np.float64, "lower": np.float64,
+    "upper": np.float64, "jump": np.float64, "kink": np.bool_, "scheme": np.int8,
+    "regular": np.bool_, "curved": np.bool_,
+}
+
+
+def _flat(a: np.ndarray | None) -> np.ndarray | None:
+    """`a` as one flat array (a view where it is contiguous, as `bend` and `moved` are)."""
+    return None if a is None else np.reshape(a, -1)
+
+
+def _cut(a: np.ndarray | None, part: slice) -> np.ndarray | None:
+    return None if a is None else a[part]
 
 
 def _lower_bend(
-    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray
+    points, g0: np.ndarray, eps: float, bend: np.ndarray, moved: np.ndarray,
+    buffers: _Buffers | None = None,
 ) -> None:
     """Lower `bend` in place to the second differences of one attempt (`Derivative.bend`)
     and mark in `moved` the elements that differ from g0 at one of its steps.
@@ -495,17 +569,23 @@ def _lower_bend(
     (at small steps `t^2 g''` rounds away: exp(3t) at t = 1e-9), and leaves the bend as it
     was; so does NaN (a value outside the domain, inf - inf).
     """
+    buffers = buffers or _Buffers(g0.shape)
     ulps = 2.0 * _NOISE_ULPS * eps  # twice the model's rounding of one evaluation
-    at_point = np.abs(g0) * ulps
+    at_point = np.abs(g0, out=buffers.take())
+    at_point *= ulps
+    # Three more buffers for all the differences (bit for bit the plain formulas).
+    sd, rounding, term = buffers.take(), buffers.take(), buffers.take()
 
-    def lower(sd: np.ndarray, h: float, *values: np.ndarray) -> None:
+    def lower(h: float, *values: np.ndarray) -> None:  # reads the second difference in sd
         np.abs(sd, out=sd)
-        rounding = at_point.copy()
+        np.copyto(rounding, at_point)
         for y in values:
-            rounding += np.abs(y) * ulps
-        sd[~(sd > rounding)] = np.nan
-        sd /= h * h
-        np.fmin(bend, sd, out=bend)
+            np.add(rounding, np.multiply(np.abs(y, out=term), ulps, out=term), out=rounding)
+        # Where it is no measurement (or NaN) the bend stays: fmin against NaN, as written
+        # plainly, without forming the NaNs.
+        measured = sd > rounding
+        np.divide(sd, h * h, out=sd, where=measured)
+        np.fmin(bend, sd, out=bend, where=measured)
 
     with np.errstate(invalid="ignore", over="ignore"):
         for k, (h, p, m) in enumerate(points):
@@ -513,18 +593,19 @@ def _lower_bend(
                 if _usable(side):
                     np.logical_or(moved, side != g0, out=moved)
             if _usable(p) and _usable(m):
-                sd = p + m  # g(h) + g(-h) - 2 g(0)
+                np.add(p, m, out=sd)  # g(h) + g(-h) - 2 g(0)
                 sd -= g0
                 sd -= g0
-                lower(sd, h, p, m)
+                lower(h, p, m)
             if k == 0:  # one-sided at the largest steps only: where noise matters least
                 half, p2, m2 = points[1]
                 for far, near in ((p, p2), (m, m2)):
                     if _usable(far) and _usable(near):
-                        sd = far - near  # g(2t) - 2 g(t) + g(0), t = h / 2
+                        np.subtract(far, near, out=sd)  # g(2t) - 2 g(t) + g(0), t = h / 2
                         sd -= near
                         sd += g0
-                        lower(sd, half, far, near)
+                        lower(half, far, near)
+    buffers.give(at_point, sd, rounding, term)
 
 
 def _usable(y) -> bool:
@@ -571,16 +652,34 @@ def _accepted(
     # Smaller steps only help where truncation, not noise, dominates the error. Where the
     # noise was measured and the table is irregular, Richardson's correction itself (the
     # truncation estimate before the safety factor) is noise when within twice its bound.
-    bound = 2.0 * d.rounding
-    if d.noise is not None and d.regular is not None:
-        bound = np.where(d.regular, bound, bound * (1.0 + safety))
     # Not where curvature dominates an irregular table: the step is too large for g to be
     # nearly linear, whatever the noise, and smaller steps may reach that range.
     stuck = (
         d.curved is not None and d.regular is not None and bool(np.any(d.curved & ~d.regular))
     )
-    noise_bound = bool(np.all(d.error <= bound)) and not stuck
+    noise_bound = not stuck and _within_noise(d, safety)
     return noise_bound or target is None or target(d.value, d.error)
+
+
+def _within_noise(d: Derivative, safety: float) -> bool:
+    """Whether every error is within twice its rounding (`1 + safety` times more where the
+    noise was measured and the table is irregular; see `_accepted`).
+
+    Tested in slices of `_CHUNK` elements, so that the bound is never formed for all the
+    outputs at once (an exact test per element: the same answer).
+    """
+    error, rounding = np.reshape(d.error, -1), np.reshape(d.rounding, -1)
+    regular = None
+    if d.noise is not None and d.regular is not None:
+        regular = np.reshape(d.regular, -1)
+    for start in range(0, error.size, _CHUNK):
+        part = slice(start, start + _CHUNK)
+        bound = 2.0 * rounding[part]
+        if regular is not None:
+            bound = np.where(regular[part], bound, bound * (1.0 + safety))
+        if not np.all(error[part] <= bound):
+            return False
+    return True
 
 
 def _worth_measuring(d: Derivative, accepted: bool, measured: bool, closer: bool) -> bool:
@@ -609,6 +708,27 @@ class _Attempt:
     jump: np.ndarray | None
 
 
+class _Buffers:
+    """Float64 scratch arrays of one shape (a slice of the outputs, `_attempt`), handed
+    out and taken back within one attempt.
+
+    Why: freed arrays of a megabyte and more go back to the operating system, and every
+    fresh one is paged in again on first touch, which costs more than the arithmetic done
+    in it; an array is only allocated when none is free, so the pool holds no more arrays
+    than were in use at once.
+    """
+
+    def __init__(self, shape: tuple[int, ...]):
+        self._shape = shape
+        self._free: list[np.ndarray] = []
+
+    def take(self) -> np.ndarray:
+        return self._free.pop() if self._free else np.empty(self._shape)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        self._free.extend(arrays)
+
+
 def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
     """Where every attempt's estimate agrees with the kept one within both error estimates."""
     steps = tuple(a.step for a in attempts)
@@ -632,79 +752,87 @@ def _agreement(attempts: list[_Attempt], best: Derivative) -> dict[str, Any]:
 
 
 def _estimate(
-    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None
+    points, g0: np.ndarray, eps: float, safety: float, measured: np.ndarray | None,
+    buffers: _Buffers | None = None,
 ) -> Derivative:
     """The Richardson estimate from one set of steps; `evals` and `notes` are the caller's.
 
     `measured` is the evaluation noise measured at the point, if any: the rounding bound
-    is the larger of it and the model's.
+    is the larger of it and the model's. `buffers`: scratch arrays to draw on and return.
     """
+    buffers = buffers or _Buffers(g0.shape)
     hs = [p[0] for p in points]
     levels = len(hs)
     has_plus = points[0][1] is not None
     has_minus = points[0][2] is not None
-    inf = np.full(g0.shape, np.inf)
 
     # In-place arithmetic throughout (bit for bit the expressions it replaces): at 1e6
     # outputs and more, allocating fresh output-sized arrays costs as much as the maths.
-    magnitude = np.abs(g0)
+    scratch = buffers.take()
+    model = np.abs(g0, out=buffers.take())  # the largest |g| seen, then its noise model
     for _, p, m in points:
         for side in (p, m):
             if side is not None:
-                np.maximum(magnitude, np.abs(side), out=magnitude)
-    model = magnitude
+                np.maximum(model, np.abs(side, out=scratch), out=model)
     model *= _NOISE_ULPS * eps
     h_min = hs[-1]
-    # Richardson amplifies noise by the sum of its weights' magnitudes.
+    # Richardson amplifies noise by the sum of its weights' magnitudes. The noise bound is
+    # the same for every scheme, so each scheme's rounding is formed once.
     central_gain = richardson_noise_gain(levels, one_sided=False)
     one_sided_gain = richardson_noise_gain(levels, one_sided=True)
+    level = model if measured is None else np.maximum(model, measured, out=scratch)
+    central_rounding = _scaled(level, central_gain, h_min, out=buffers.take())
+    one_sided_rounding = _scaled(level, one_sided_gain, h_min, out=buffers.take())
 
-    def noise(_: np.ndarray) -> np.ndarray:
-        return model if measured is None else np.maximum(model, measured)
+    def table(quotients, ratio, rounding):
+        return _table([q(buffers.take()) for q in quotients], ratio, safety, rounding, buffers)
 
-    c_val = f_val = b_val = np.zeros(g0.shape)
-    c_err = f_err = b_err = inf
-    c_noise = f_noise = b_noise = model
-    c_reg = f_reg = b_reg = np.ones(g0.shape, dtype=bool)
+    if not (has_plus and has_minus):
+        # A scheme without evaluations on its side never wins: an infinite error.
+        missing = (np.zeros(g0.shape), np.full(g0.shape, np.inf), np.ones(g0.shape, dtype=bool))
+        c_val, c_err, c_reg = f_val, f_err, f_reg = b_val, b_err, b_reg = missing
     if has_plus and has_minus:
-        c_val, c_err, c_reg = _richardson(
-            [_quotient(p, m, 2 * hi) for hi, p, m in points], ratio=4.0
+        c_val, c_err, c_reg = table(
+            [_quotient(p, m, 2 * hi) for hi, p, m in points], 4.0, central_rounding
         )
-        c_noise = noise(c_reg)
-        c_err *= safety
-        c_err += central_gain * c_noise / h_min
     if has_plus:
-        f_val, f_err, f_reg = _richardson([_quotient(p, g0, hi) for hi, p, m in points], ratio=2.0)
-        f_noise = noise(f_reg)
-        f_err *= safety
-        f_err += one_sided_gain * f_noise / h_min
+        f_val, f_err, f_reg = table(
+            [_quotient(p, g0, hi) for hi, p, m in points], 2.0, one_sided_rounding
+        )
     if has_minus:
-        b_val, b_err, b_reg = _richardson([_quotient(g0, m, hi) for hi, p, m in points], ratio=2.0)
-        b_noise = noise(b_reg)
-        b_err *= safety
-        b_err += one_sided_gain * b_noise / h_min
+        b_val, b_err, b_reg = table(
+            [_quotient(g0, m, hi) for hi, p, m in points], 2.0, one_sided_rounding
+        )
 
-    scheme = _argmin3(c_err, f_err, b_err)
-    # Selected with masks rather than stacked tables: the same values, without three
-    # output-sized copies per table (this runs on every output element).
+    scheme = _argmin3(c_err, f_err, b_err, scratch)
     central, forward = scheme == Scheme.CENTRAL, scheme == Scheme.FORWARD
-    value = np.where(central, c_val, np.where(forward, f_val, b_val))
-    error = np.where(central, c_err, np.where(forward, f_err, b_err))
-    rounding = np.where(
-        central, central_gain * c_noise, one_sided_gain * np.where(forward, f_noise, b_noise)
-    )
-    rounding /= h_min
+    if has_plus and has_minus and central.all():
+        # The common case (a smooth function): the central table is the estimate.
+        value, error, regular, rounding = c_val, c_err, c_reg, central_rounding
+        buffers.give(one_sided_rounding)
+    else:
+        # Selected with masks rather than stacked tables: the same values, without three
+        # output-sized copies per table.
+        value = _select(central, c_val, forward, f_val, b_val, out=buffers.take())
+        error = _select(central, c_err, forward, f_err, b_err, out=buffers.take())
+        regular = _select(central, c_reg, forward, f_reg, b_reg, out=np.empty(g0.shape, bool))
+        rounding = one_sided_rounding
+        np.copyto(rounding, central_rounding, where=central)
+        buffers.give(central_rounding)
+        if has_plus and has_minus:
+            buffers.give(c_val, c_err)
 
     # A kink at the point itself: both one-sided tables converge, to different values.
     if has_plus and has_minus:
-        jump = np.abs(f_val - b_val)
-        kink = jump > f_err + b_err
+        jump = buffers.take()
+        np.abs(np.subtract(f_val, b_val, out=jump), out=jump)
+        kink = jump > np.add(f_err, b_err, out=scratch)
     else:
         jump = np.zeros(g0.shape)
         kink = np.zeros(g0.shape, dtype=bool)
-    lower = np.where(kink, np.minimum(f_val, b_val) - f_err - b_err, value - error)
-    upper = np.where(kink, np.maximum(f_val, b_val) + f_err + b_err, value + error)
-    regular = np.where(central, c_reg, np.where(forward, f_reg, b_reg))
+    lower, upper = _bounds(value, error, kink, f_val, f_err, b_val, b_err, buffers)
+    buffers.give(*(a for a, side in ((f_val, has_plus), (f_err, has_plus), (b_val, has_minus),
+                                     (b_err, has_minus)) if side))
     # Curvature beyond noise dominates the change over the smallest step: the step is not
     # in the range where g is nearly linear (1/t-like behaviour, an ill-conditioned solve).
     curved = np.zeros(g0.shape, dtype=bool)
@@ -712,28 +840,102 @@ def _estimate(
         _, p, m = points[-1]
         # Against the model's noise only: a measured level may itself be such curvature,
         # read at offsets where g is not polynomial either.
-        curved = np.abs(p + m - 2.0 * g0) > np.abs(p - m) + 4.0 * model
+        curved = _curved(p, m, g0, model, buffers)
+    buffers.give(scratch, model)
     return Derivative(
         value, error, rounding, lower, upper, kink, scheme, hs[-1], 0, (), noise=measured,
         regular=regular, curved=curved, jump=jump,
     )
 
 
-def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
-    """`(a - b) / h` in one fresh array."""
-    d = a - b
-    d /= h
-    return d
+def _scaled(level: np.ndarray, gain: float, h_min: float, *, out: np.ndarray) -> np.ndarray:
+    """`gain * level / h_min` into `out`: the rounding bound of a scheme."""
+    np.multiply(level, gain, out=out)
+    out /= h_min
+    return out
 
 
-def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def _table(
+    quotients: list[np.ndarray], ratio: float, safety: float, rounding: np.ndarray,
+    buffers: _Buffers,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scheme's value, error (`safety` x truncation + `rounding`) and regularity."""
+    value, error, regular = _richardson(quotients, ratio=ratio, buffers=buffers)
+    error *= safety
+    error += rounding
+    return value, error, regular
+
+
+def _select(
+    central: np.ndarray, c: np.ndarray, forward: np.ndarray, f: np.ndarray, b: np.ndarray,
+    *, out: np.ndarray,
+) -> np.ndarray:
+    """`np.where(central, c, np.where(forward, f, b))` into `out`."""
+    np.copyto(out, b)
+    np.copyto(out, f, where=forward)
+    np.copyto(out, c, where=central)
+    return out
+
+
+def _bounds(
+    value: np.ndarray, error: np.ndarray, kink: np.ndarray,
+    f_val: np.ndarray, f_err: np.ndarray, b_val: np.ndarray, b_err: np.ndarray,
+    buffers: _Buffers,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`value -/+ error`, and at kinks the interval the one-sided estimates span.
+
+    The kink interval is formed at the kinks only (they are rare; the same expressions,
+    elementwise, so the same bits as forming it everywhere and selecting).
+    """
+    lower = np.subtract(value, error, out=buffers.take())
+    upper = np.add(value, error, out=buffers.take())
+    if kink.any():
+        fv, fe, bv, be = f_val[kink], f_err[kink], b_val[kink], b_err[kink]
+        lower[kink] = np.minimum(fv, bv) - fe - be
+        upper[kink] = np.maximum(fv, bv) + fe + be
+    return lower, upper
+
+
+def _curved(
+    p: np.ndarray, m: np.ndarray, g0: np.ndarray, model: np.ndarray, buffers: _Buffers
+) -> np.ndarray:
+    """`|p + m - 2 g0| > |p - m| + 4 model` (`Derivative.curved`)."""
+    bend, threshold, scratch = buffers.take(), buffers.take(), buffers.take()
+    np.add(p, m, out=bend)
+    bend -= np.multiply(g0, 2.0, out=scratch)
+    np.abs(bend, out=bend)
+    np.multiply(model, 4.0, out=threshold)
+    threshold += np.abs(np.subtract(p, m, out=scratch), out=scratch)
+    curved = bend > threshold
+    buffers.give(bend, threshold, scratch)
+    return curved
+
+
+def _quotient(a: np.ndarray, b: np.ndarray, h: float) -> Callable[[np.ndarray], np.ndarray]:
+    """`(a - b) / h`, written into the array it is given (when a table has one free)."""
+
+    def into(out: np.ndarray) -> np.ndarray:
+        np.subtract(a, b, out=out)
+        out /= h
+        return out
+
+    return into
+
+
+def _argmin3(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, scratch: np.ndarray | None = None
+) -> np.ndarray:
     """`np.argmin(np.stack([a, b, c]), axis=0)`, ties and NaNs alike, without the stack.
 
     An argmin across a stacked axis walks memory with a stride and copies three arrays;
-    these comparisons run contiguously.
+    these comparisons run contiguously. `scratch`: an array of a's shape to overwrite.
     """
-    scheme = (b < a).astype(np.intp)
-    scheme[c < np.where(scheme == 1, b, a)] = 2
+    b_less = b < a
+    scheme = b_less.astype(np.int8)  # three codes: one byte each
+    smaller = a.copy() if scratch is None else scratch  # min(a, b), first one on ties
+    np.copyto(smaller, a)
+    np.copyto(smaller, b, where=b_less)
+    scheme[c < smaller] = 2
     na, nb, nc = np.isnan(a), np.isnan(b), np.isnan(c)
     if na.any() or nb.any() or nc.any():  # argmin takes the first NaN as the minimum
         scheme[nc & ~na & ~nb] = 2
@@ -743,7 +945,7 @@ def _argmin3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def _richardson(
-    estimates: list[np.ndarray], *, ratio: float
+    estimates: list[np.ndarray], *, ratio: float, buffers: _Buffers | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extrapolate estimates at steps h, h/2, ... whose errors go as h^p, h^2p, ...
 
@@ -752,27 +954,65 @@ def _richardson(
     regular: their successive differences have one sign and shrink by `ratio` (within a
     factor of 2), as the error series says they do once the steps are small enough. Noise,
     or a feature of the function within the steps, breaks that pattern.
+
+    The estimates are overwritten: the table is built in their buffers (the same
+    operations, in the same order, as the textbook formulas, so the same bits; at 1e6
+    outputs and more, fresh output-sized arrays cost as much as the arithmetic). Those
+    not returned go to `buffers`, which also lends the scratch arrays.
     """
-    regular = np.ones(estimates[0].shape, dtype=bool)
-    for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
-        d1, d2 = np.abs(a - b), np.abs(b - c)
-        with np.errstate(invalid="ignore"):
-            regular &= ((a - b) * (b - c) > 0) & (d1 >= 0.5 * ratio * d2) & (d1 <= 2 * ratio * d2)
+    buffers = buffers or _Buffers(estimates[0].shape)
+    regular = _regular(estimates, ratio, buffers)
     prev = list(estimates)
     factor = ratio
-    below = prev
-    while len(prev) > 1:
-        below = prev
-        level = []
+    scratch = buffers.take()
+    # Every level but the last in place: level[i] = (factor * prev[i + 1] - prev[i]) /
+    # (factor - 1) overwrites prev[i], which no later entry of the level reads.
+    while len(prev) > 2:
         for i in range(len(prev) - 1):
-            # (factor * prev[i + 1] - prev[i]) / (factor - 1), without temporaries.
-            t = prev[i + 1] * factor
-            t -= prev[i]
-            t /= factor - 1
-            level.append(t)
-        prev = level
+            _extrapolate(prev[i], prev[i + 1], factor, out=prev[i], scratch=scratch)
+        buffers.give(prev[-1])
+        prev = prev[:-1]
         factor *= ratio
-    best = prev[0]
-    error = np.abs(best - below[-1])
-    np.maximum(error, np.abs(best - below[-2]), out=error)
-    return best, error, regular
+    # The last level keeps the one below, which the error estimate reads.
+    best = _extrapolate(prev[0], prev[1], factor, out=scratch, scratch=scratch)
+    near, far = prev[-1], prev[-2]
+    np.subtract(best, near, out=near)
+    np.abs(near, out=near)
+    np.subtract(best, far, out=far)
+    np.abs(far, out=far)
+    np.maximum(near, far, out=near)
+    buffers.give(far)
+    return best, near, regular
+
+
+def _extrapolate(
+    lo: np.ndarray, hi: np.ndarray, factor: float, *, out: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """`(factor * hi - lo) / (factor - 1)` into `out` (which may be `lo` or `scratch`)."""
+    np.multiply(hi, factor, out=scratch)
+    np.subtract(scratch, lo, out=out)
+    out /= factor - 1
+    return out
+
+
+def _regular(estimates: list[np.ndarray], ratio: float, buffers: _Buffers) -> np.ndarray:
+    """Where successive differences of `estimates` have one sign and shrink by `ratio`
+    (within a factor of 2); see `_richardson`. Three scratch arrays, whatever the levels."""
+    regular = np.ones(estimates[0].shape, dtype=bool)
+    if len(estimates) < 3:
+        return regular
+    d1, d2, bound = buffers.take(), buffers.take(), buffers.take()
+    with np.errstate(invalid="ignore"):
+        for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
+            np.subtract(a, b, out=d1)
+            np.subtract(b, c, out=d2)
+            np.multiply(d1, d2, out=bound)
+            regular &= bound > 0
+            np.abs(d1, out=d1)
+            np.abs(d2, out=d2)
+            np.multiply(d2, 0.5 * ratio, out=bound)
+            regular &= d1 >= bound
+            np.multiply(d2, 2 * ratio, out=bound)
+            regular &= d1 <= bound
+    buffers.give(d1, d2, bound)
+    return regular

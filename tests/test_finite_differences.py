@@ -94,7 +94,12 @@ def test_in_place_richardson_table_equals_the_textbook_table_bit_for_bit():
     rng = np.random.default_rng(4)
     for levels in (2, 3, 4):
         for ratio in (2.0, 4.0):
-            estimates = [rng.standard_normal(100) for _ in range(levels)]
+            # Half follow the error series (regular tables), half are noise.
+            series = rng.standard_normal(100)
+            estimates = [
+                1.0 + np.where(np.arange(100) < 50, series * ratio**-k, rng.standard_normal(100))
+                for k in range(levels)
+            ]
             table, factor = [list(estimates)], ratio
             while len(table[-1]) > 1:
                 prev = table[-1]
@@ -102,8 +107,15 @@ def test_in_place_richardson_table_equals_the_textbook_table_bit_for_bit():
                 factor *= ratio
             best, below = table[-1][0], table[-2]
             error = np.maximum(np.abs(best - below[-1]), np.abs(best - below[-2]))
-            value, err, _ = _richardson([e.copy() for e in estimates], ratio=ratio)
+            regular = np.ones(100, dtype=bool)
+            for a, b, c in zip(estimates[:-2], estimates[1:-1], estimates[2:]):
+                d1, d2 = np.abs(a - b), np.abs(b - c)
+                regular &= ((a - b) * (b - c) > 0) & (d1 >= 0.5 * ratio * d2)
+                regular &= d1 <= 2 * ratio * d2
+            value, err, reg = _richardson([e.copy() for e in estimates], ratio=ratio)
             assert np.array_equal(value, best) and np.array_equal(err, error)
+            assert np.array_equal(reg, regular) and (
+                levels == 2 or (regular[:50].all() and not regular[50:].all()))
 
 
 def test_perturbed_input_buffer_does_not_leak_into_stored_outputs():
@@ -127,3 +139,33 @@ def test_perturbed_input_buffer_does_not_leak_into_stored_outputs():
             return g * 1.01
 
     assert not gk.gradcheck(Off.apply, (x,), raise_exception=False)
+
+
+def test_attempts_in_slices_give_the_estimate_of_the_whole_bit_for_bit(monkeypatch):
+    """Large outputs are estimated in slices (`_attempt`): every field must be the same."""
+    import dataclasses
+
+    from gradcheck_kit import _finite_differences as fd
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 5)) * 3
+    x[0, :3] = 0.0  # kinks at the point itself
+    functions = [
+        lambda t: np.tanh(x + t) * 2,
+        lambda t: np.maximum(x + t, 0.0),  # kinks
+        lambda t: np.sqrt(np.where(x > 0, x, 0.0) + t),  # one side only where x <= 0
+        lambda t: (x + t) * 1e8 - 1e8 * x,  # cancelling: noise is measured
+    ]
+    for g in functions:
+        with np.errstate(all="ignore"):
+            whole = fd.directional_derivative(g, eps=2.0**-52, step=2.0**-11)
+            monkeypatch.setattr(fd, "_CHUNK", 7)  # 200 elements: 28 slices and a short one
+            sliced = fd.directional_derivative(g, eps=2.0**-52, step=2.0**-11)
+            monkeypatch.undo()
+        for field in dataclasses.fields(whole):
+            a, b = getattr(whole, field.name), getattr(sliced, field.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and a.shape == b.shape, field.name
+                assert np.array_equal(a, b, equal_nan=True), field.name
+            else:
+                assert a == b, field.name

@@ -162,9 +162,7 @@ class Target(ABC):
                 if self.promoted or (
                     self.work_dtype == "float64" and self.hand_written_grad is None
                 ):
-                    relative = [
-                        np.where(s != 0, s * np.abs(x), 0.0) for s, x in zip(signs, self.base)
-                    ]
+                    relative = [_relative(s, x) for s, x in zip(signs, self.base)]
                     changed = self._probe_precision(at, y0, relative)
                 if not changed:
                     absolute = [
@@ -219,19 +217,31 @@ class Target(ABC):
         y1, yh, y2 = at(1e-4, v), at(5e-5, v), at(TINY_STEP, v)
         if not y0.shape == y1.shape == yh.shape == y2.shape:
             return True  # outputs that change shape: the check reports it
-        d1, dh, d2 = y1 - y0, yh - y0, y2 - y0
+        # The formulas below run in place, in the evaluations (fresh arrays of the check's
+        # own: `_evaluate`) and two more arrays, bit for bit the plain expressions in the
+        # comments: at 1e6 outputs and more, fresh temporaries cost as much as the maths.
+        d1, dh, d2 = (np.subtract(y, y0, out=y) for y in (y1, yh, y2))  # y - y0
         with np.errstate(invalid="ignore", over="ignore"):
             # The change at TINY_STEP a linear function predicts, with the quadratic term of
-            # the two larger steps eliminated.
-            expected = TINY_STEP / 1e-4 * (4.0 * dh - d1)
-            smooth = (
-                np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
-                & (np.abs(d1 - 2.0 * dh) <= 0.05 * np.abs(d1))
-            )
-            ulp = np.spacing(np.abs(y0))
-            resolved = smooth & (np.abs(expected) > 32.0 * ulp)
-            # Within 10%, and the two ulps by which y0 and y2 may each be rounded.
-            kept = resolved & (np.abs(d2 - expected) <= 0.1 * np.abs(expected) + 2.0 * ulp)
+            # the two larger steps eliminated: TINY_STEP / 1e-4 * (4 dh - d1).
+            expected = np.multiply(dh, 4.0)
+            expected -= d1
+            expected *= TINY_STEP / 1e-4
+            smooth = np.isfinite(y0) & np.isfinite(d1) & np.isfinite(dh) & (d1 != 0)
+            # and |d1 - 2 dh| <= 0.05 |d1|
+            curvature = np.subtract(d1, np.multiply(dh, 2.0, out=dh), out=dh)
+            np.abs(curvature, out=curvature)
+            scratch = np.abs(d1)
+            smooth &= curvature <= np.multiply(scratch, 0.05, out=scratch)
+            ulp = np.spacing(np.abs(y0, out=scratch), out=scratch)
+            size = np.abs(expected, out=curvature)  # |expected|
+            resolved = smooth & (size > 32.0 * ulp)
+            # Within 10%, and the two ulps by which y0 and y2 may each be rounded:
+            # |d2 - expected| <= 0.1 |expected| + 2 ulp.
+            bound = np.multiply(size, 0.1, out=size)
+            bound += np.multiply(ulp, 2.0, out=ulp)
+            miss = np.abs(np.subtract(d2, expected, out=expected), out=expected)
+            kept = resolved & (miss <= bound)
         missed = resolved & ~kept
         n_kept, n_missed = int(kept.sum()), int(missed.sum())
         if n_kept and n_kept >= n_missed:
@@ -506,6 +516,14 @@ class Target(ABC):
 # The relative step the set-up probe expects a float64 function to resolve and a float32
 # computation not to see: below float32's half ulp of every element (at least 2**-25).
 TINY_STEP = 2e-8
+
+
+def _relative(sign: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`np.where(sign != 0, sign * |x|, 0.0)` in one array (the same bits)."""
+    out = np.abs(x, out=np.empty(np.shape(x), np.result_type(x, sign)))
+    out *= sign
+    np.copyto(out, 0.0, where=sign == 0)
+    return out
 
 
 def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
