@@ -95,7 +95,12 @@ def compare_finite_differences(
             f"subgradient"
         )
     elif np.any(d.scheme[a:b] != Scheme.CENTRAL):
-        notes.append("one-sided differences were used: central ones straddled a kink")
+        k = int(np.count_nonzero(d.scheme[a:b] != Scheme.CENTRAL))
+        notes.append(
+            f"one-sided differences were used at {k} of {b - a} output elements, where "
+            f"their error estimate was the smaller (central ones straddle a kink there, or "
+            f"rounding decided between estimates alike)"
+        )
     passed = within(error, tol)
     reason = None if passed else _unresolved(point, i, j, d, error)
     return Comparison(
