@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gradcheck_kit as gk
-from custom_functions import square_loss
+from custom_functions import square_loss, unary_function
 from gradcheck_kit._preflight import gradient_grid, half_grid
 from gradcheck_kit._targets._base import round_to
 
@@ -68,18 +68,12 @@ def test_a_float64_gradient_that_is_zero_up_to_rounding_is_not_taken_for_float32
                            .astype(np.float64)]]) == "float32"
 
 
-class _TanhOff(torch.autograd.Function):
-    """tanh with a backward 10% too large."""
+def _tanh(factor: float = 1.0) -> type[torch.autograd.Function]:
+    """tanh with its backward scaled by `factor` (1.1: 10% too large)."""
+    return unary_function(torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, factor=factor, name="Tanh")
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.tanh(x)
 
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * (1 - torch.tanh(x) ** 2) * 1.1
+_TanhOff = _tanh(1.1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
@@ -163,17 +157,7 @@ HALVES = [torch.bfloat16, torch.float16]
 def test_a_function_computing_in_half_precision_inside_is_checked_in_it(inner, factor, dtype):
     # Its float64 finite differences see only half-precision outputs: compared with float64
     # tolerances, the 30% error passed (float16) and the right gradient failed (bfloat16).
-    class Scaled(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.tanh(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * (1 - torch.tanh(x) ** 2) * factor
-
+    Scaled = _tanh(factor)
     fn = lambda x: (Scaled.apply(x.to(inner)) * 2).sum(-1).to(x.dtype)  # noqa: E731
     report = gk.gradcheck(fn, (_randn(8, 16, dtype=dtype, seed=1),), raise_exception=False)
     # Half-precision finite differences cannot resolve an error in one element: the

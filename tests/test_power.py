@@ -8,7 +8,7 @@ import torch
 
 import gradcheck_kit as gk
 from gradcheck_kit._power import WEAK_POWER
-from custom_functions import TanhMatmul
+from custom_functions import TanhMatmul, unary_function
 from gradcheck_kit._probes import draw_cotangents, draw_directions
 
 
@@ -94,22 +94,9 @@ def test_subnormal_gradients_have_a_power_not_a_crash():
 
 def _one_element_off(k: int, factor: float):
     """tanh whose backward multiplies the gradient of element `k` by `factor`."""
-
-    class OneOff(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.tanh(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            grad = g * (1 - torch.tanh(x) ** 2)
-            scale = torch.ones_like(grad).view(-1)
-            scale[k] = factor
-            return grad * scale.view_as(grad)
-
-    return OneOff
+    return unary_function(
+        torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, factor=factor, element=k, name="Tanh"
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16],
