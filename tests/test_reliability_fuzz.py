@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import gradcheck_kit as gk
-from gradcheck_kit._targets import CheckInputError, framework_of
+from gradcheck_kit._targets import CheckInputError
 
 # Examples are fixed (derandomize) so the suite is reproducible; database=None keeps
 # hypothesis from writing into the checkout. Each example is one or two small checks.
