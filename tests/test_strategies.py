@@ -79,7 +79,12 @@ def test_kinks_are_not_avoided_by_default() -> None:
 
 
 def test_tensors_shrink_to_a_minimal_failing_shape() -> None:
-    big = find(gst.tensors(), lambda t: t.ndim >= 2 and bool((t.abs() > 1).any()))
+    # Derandomized: the shrinker's path depends on the examples drawn, and from some
+    # draws it stopped at (3, 5, 5) on a loaded machine.
+    big = find(
+        gst.tensors(), lambda t: t.ndim >= 2 and bool((t.abs() > 1).any()),
+        settings=settings(derandomize=True, database=None, max_examples=500),
+    )
     assert tuple(big.shape) == (1, 1)
 
 
