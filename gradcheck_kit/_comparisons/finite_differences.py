@@ -42,7 +42,8 @@ def compare_finite_differences(
     - `derivative`: finite differences of all outputs along `point.v[i]`.
     - `tolerances`: the tolerance formulas; `check`: the comparison's name.
     - `spread`: below float64, the measured rounding of the analytic gradient per element
-      (`Tolerances.finite_difference_measured`); None for the model's allowance.
+      (`Tolerances.finite_difference_measured`); None for the model's allowance (or the
+      user's atol/rtol). The engine measures it only where no atol/rtol is given.
 
     Where the one-sided derivatives differ at the point itself (a kink), any analytic value
     between them is a subgradient and is accepted.
@@ -64,7 +65,7 @@ def compare_finite_differences(
         lo_hi = (lo, hi)
         fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
     fd_error += tolerances.input_rounding(g.ravel(), point.finite_base[i].ravel(), d.step)
-    if spread is not None and not tolerances.user.given:
+    if spread is not None:
         tol, source = tolerances.finite_difference_measured(
             fd_error, float(np.linalg.norm(spread.ravel() * direction)),
             float(np.linalg.norm(g.ravel() * direction)),
@@ -145,7 +146,7 @@ def absorbed_share(
     """
     g = np.abs(point.grads[j][i].ravel())
     magnitude = float(np.dot(g, np.abs(point.v[i].ravel())))
-    if measured and not tolerances.user.given:
+    if measured:
         share = tolerances.work.rounding_factor * tolerances.work.eps
     else:
         share = tolerances.analytic_share(rounding_size(point, i, j))
