@@ -121,9 +121,7 @@ def gradient_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
     cancellation have few significant bits and would look like bfloat16.) None when some
     nonzero element is not a float32 number, or when no element is nonzero.
     """
-    values = [np.asarray(g, dtype=np.float64).ravel() for gs in grads for g in gs]
-    values = [g[np.isfinite(g) & (g != 0)] for g in values]
-    flat = np.concatenate(values) if values else np.zeros(0)
+    flat = _nonzero_elements(grads)
     if not flat.size:
         return None
     with np.errstate(all="ignore"):
@@ -146,8 +144,7 @@ def half_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
     has too few bits to tell the two apart by counting them: the grid only says which
     precision to ask the function about (`Target.computes_in`).
     """
-    values = [np.asarray(g, dtype=np.float64).ravel() for gs in grads for g in gs]
-    flat = np.concatenate([g[np.isfinite(g) & (g != 0)] for g in values]) if values else np.zeros(0)
+    flat = _nonzero_elements(grads)
     if not flat.size:
         return None
     with np.errstate(all="ignore"):
@@ -155,6 +152,13 @@ def half_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
             if bool(np.all(round_to(flat, dtype) == flat)):
                 return dtype
     return None
+
+
+def _nonzero_elements(grads: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """The finite nonzero elements of every gradient, flat, as float64."""
+    values = [np.asarray(g, dtype=np.float64).ravel() for gs in grads for g in gs]
+    values = [g[np.isfinite(g) & (g != 0)] for g in values]
+    return np.concatenate(values) if values else np.zeros(0)
 
 
 # Significant bits up to which a gradient element may be rounding noise: sums of a few
