@@ -156,9 +156,7 @@ def option_comparisons(
     out: list[Comparison] = []
     if check_backward_ad:
         out += zero_cotangent_comparisons(fn, inputs, masked=bool(masked), nondet_tol=nondet_tol)
-        out += grad_attribute_comparisons(
-            fn, inputs, check_dtype=check_grad_dtypes, seed=seed,
-        )
+        out += grad_attribute_comparisons(fn, inputs, check_dtype=check_grad_dtypes)
         if check_batched_grad:
             out += batched_grad_comparisons(fn, inputs, seed=seed)
         if check_undefined_grad:
@@ -261,15 +259,17 @@ def _first_line(exc: BaseException) -> str:
 
 def _random_like(t: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A standard normal tensor shaped like `t`, drawn on the cpu from `gen`, then moved."""
-    dtype = t.dtype if (t.is_floating_point() or t.is_complex()) else torch.float64
-    r = torch.randn(tuple(t.shape), generator=gen, dtype=dtype, device="cpu")
+    r = torch.randn(tuple(t.shape), generator=gen, dtype=_cotangent_dtype(t), device="cpu")
     return r.to(device=t.device)
 
 
 def _ones_like(t: torch.Tensor) -> torch.Tensor:
     """A dense tensor of ones shaped like `t`, of its dtype (float64 if not floating)."""
-    dtype = t.dtype if (t.is_floating_point() or t.is_complex()) else torch.float64
-    return torch.ones(tuple(t.shape), dtype=dtype, device=t.device)
+    return torch.ones(tuple(t.shape), dtype=_cotangent_dtype(t), device=t.device)
+
+
+def _cotangent_dtype(t: torch.Tensor) -> torch.dtype:
+    return t.dtype if (t.is_floating_point() or t.is_complex()) else torch.float64
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -456,7 +456,7 @@ def _attribute_mismatches(g: torch.Tensor, x: torch.Tensor, *, check_dtype: bool
 
 
 def grad_attribute_comparisons(
-    fn: Callable[..., Any], inputs: Sequence[Any], *, check_dtype: bool, seed: int = 0,
+    fn: Callable[..., Any], inputs: Sequence[Any], *, check_dtype: bool,
 ) -> list[Comparison]:
     """Each input gradient has the input's dtype, device, shape and layout.
 
@@ -464,8 +464,7 @@ def grad_attribute_comparisons(
     `check_dtype` (torch's `check_grad_dtypes`) also the dtype, and also what each custom
     `autograd.Function` in the graph returns itself: torch's engine casts a gradient to
     the dtype its input expects before anyone sees it, so a backward that computes in
-    float32 for a float64 input would otherwise pass unseen. (`seed` is unused: the
-    cotangent is ones; it stays for the callers that pass one to every option check.)
+    float32 for a float64 input would otherwise pass unseen.
     """
     check = "gradient dtype/device/shape/layout"
     diff_idx, diff, outs = _fresh_call(fn, inputs)
