@@ -195,3 +195,42 @@ def test_rounding_to_a_dtype_is_the_frameworks_cast(dtype):
     x = rng.standard_normal(10_000) * 10.0 ** rng.uniform(-3, 3, 10_000)
     cast = torch.from_numpy(x).to(getattr(torch, dtype)).double().numpy()
     assert np.array_equal(round_to(x, dtype), cast)
+
+
+def _accumulated_in(inner: torch.dtype, factor: float) -> type[torch.autograd.Function]:
+    """Rows of x @ w^T summed term by term in `inner` from float32 products, as a fused
+    kernel with a half-precision accumulator does; backward scaled by `factor`."""
+
+    def accumulate(a, b):
+        acc = torch.zeros(a.shape[0], b.shape[0], dtype=inner)
+        for k in range(a.shape[1]):
+            acc = (acc.float() + a[:, k : k + 1] * b[:, k]).to(inner)
+        return acc.float()
+
+    class Accumulated(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return accumulate(x.float(), w.float()).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            g = g.float() * factor
+            dx = accumulate(g, w.float().t().contiguous())
+            dw = accumulate(g.t().contiguous(), x.float().t().contiguous())
+            return dx.to(x.dtype), dw.to(w.dtype)
+
+    return Accumulated
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("factor", [1.0, 1.3], ids=["right", "30%-wrong"])
+def test_a_float32_computation_rounding_to_bfloat16_is_checked_in_float32(factor, dtype):
+    # Its inputs are read in float32 and its gradient is bfloat16 numbers: too few bits
+    # for the float32 grid test, and finer inputs than bfloat16's. Checked in float64, the
+    # bfloat16 noise widened the tolerance past the whole probe and the 30% error passed.
+    x, w = _randn(6, 16, dtype=dtype, seed=4), _randn(5, 16, dtype=dtype, seed=5)
+    report = gk.gradcheck(_accumulated_in(torch.bfloat16, factor).apply, (x, w), raise_exception=False)
+    assert report.status != ("passed" if factor != 1.0 else "failed"), report
+    assert any(NOTE in n and "float32" in n for n in report.notes), report.notes

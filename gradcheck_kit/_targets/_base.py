@@ -290,7 +290,9 @@ class Target(ABC):
             f"compared with {dtype} tolerances, as in a check run in {dtype}"
         )
 
-    def computes_in(self, dtype: str, y0: Sequence[np.ndarray]) -> bool:
+    def computes_in(
+        self, dtype: str, y0: Sequence[np.ndarray], draws: int = 1, results: str | None = None
+    ) -> bool:
         """Whether the function sees its inputs only through their `dtype` rounding.
 
         Every finite nonzero input element moves by a quarter of `dtype`'s unit roundoff
@@ -300,18 +302,31 @@ class Target(ABC):
         zero). The same elements moved by four units roundoff, across their rounding, must
         change the outputs, or they do not depend on what moved. Two evaluations, asked
         only where the gradient lies on `dtype`'s grid (`_preflight.half_grid`).
+
+        With `draws` > 1 the moves below are that many, of random sizes up to the quarter:
+        an output that is only rounding noise (a float64 `layer_norm(x).sum()`) stays bit
+        for bit unchanged under one tiny move with a chance of about 1 in 6, under each of
+        several independent ones hardly ever. `results` names a coarser dtype the outputs
+        are rounded to (a float32 computation accumulating in bfloat16): the move across
+        is by four of its units roundoff, or the rounding would hide it.
         """
         from .._tolerance import ToleranceModel
 
         u = ToleranceModel.for_dtype(dtype).eps
         size = [np.where(np.isfinite(x), np.abs(x), 0.0) for x in self.base]
-        below = [x + u / 4 * _rounding_stays(x, a, u / 4, dtype) for x, a in zip(self.base, size)]
-        across = [x + 4 * u * a for x, a in zip(self.base, size)]
+        rng = np.random.default_rng(0)
+        shares = [[1.0 if draws == 1 else rng.uniform(1 / 16, 1, x.shape) for x in self.base]
+                  for _ in range(draws)]
         try:
             with np.errstate(all="ignore"):
-                same = self.evaluate(below)
-                if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(same, y0)):
-                    return False
+                for share in shares:
+                    below = [x + u / 4 * _rounding_stays(x, a * r, u / 4, dtype)
+                             for x, a, r in zip(self.base, size, share)]
+                    same = self.evaluate(below)
+                    if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(same, y0)):
+                        return False
+                coarse = u if results is None else ToleranceModel.for_dtype(results).eps
+                across = [x + 4 * coarse * a for x, a in zip(self.base, size)]
                 moved = self.evaluate(across)
         except CheckInputError as exc:
             if exc.__cause__ is None:
