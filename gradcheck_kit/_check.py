@@ -236,7 +236,7 @@ def _run(
             names = dict(zip((f"inputs[{k}]" for k in range(len(inputs))), input_names or ()))
             add_option_checks(
                 report, fn, inputs, grad=grad, options=options, seed=settings.seed,
-                names=names or None,
+                names=names or None, builtin_rules_only=target.builtin_rules_only(),
             )
         finally:
             restore_modules()

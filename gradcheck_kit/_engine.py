@@ -53,6 +53,7 @@ from ._probes import (
     output_layout,
     on_output,
     output_scales,
+    random_signs,
     without_frozen,
 )
 from ._report import Comparison, ComparisonKind, Element, Report
@@ -397,7 +398,7 @@ def _moved(
     share of the scale: the intermediates they enter are rounded at it."""
     return [
         np.where(f, x, x + relative * np.maximum(np.abs(x), input_scale(x))
-                 * rng.choice([-1.0, 1.0], x.shape))
+                 * random_signs(rng, x.shape))
         for f, x in zip(frozen, base)
     ]
 
@@ -578,6 +579,17 @@ def _equalised_output(
     for i in ds:
         c = compare_finite_differences(sub, i, j, ds[i], tolerances=tolerances, check=check)
         c = resolve(t, sub, i, j, ds[i], c, tolerances)
+        if not (c.passed or c.inconclusive) and c.error <= c.tolerance + _magnified_rounding(
+            u, point.y0[j], ds[i].step, tolerances.work.eps
+        ):
+            c = dataclasses.replace(c, inconclusive=True, inconclusive_reason=(
+                "the weighted probe disagrees by less than what rounding of intermediates "
+                "as large as the output's largest value costs the magnified elements (in "
+                "gelu's tail 1 + tanh(z) cancels from terms of size 1): finite differences "
+                "in float64 cannot tell a wrong gradient of those elements from it. To "
+                "decide, check at inputs where those elements are the largest, or on those "
+                "elements alone"
+            ))
         out.append(dataclasses.replace(
             c, check=check + " (equalised cotangent)", function_evals=0,
             notes=list(c.notes) + [
@@ -587,6 +599,28 @@ def _equalised_output(
             ],
         ))
     return out, top > cap * low
+
+
+# Bound on Richardson's amplification of evaluation noise at the levels used (33/20 for
+# three central levels, `richardson_noise_gain`), with room for a fourth.
+_NOISE_GAIN = 2.0
+
+
+def _magnified_rounding(u: np.ndarray, y: np.ndarray, step: float, eps: float) -> float:
+    """What rounding of intermediates as large as output `y`'s largest value can cost a
+    probe with cotangent `u` along a direction at `step`.
+
+    Each element's own rounding bound scales with its own value; an element whose forward
+    cancels (gelu's `0.5 x (1 + tanh(z))` at x = -6.6, a value of 3e-13 made from terms of
+    size 1) rounds like its terms instead, and finite differences converge to that
+    rounding, smoothly, by 2% there. The weights of an equalised probe magnify exactly
+    such elements; `eps max|y| / step` per evaluation bounds their rounding whatever they
+    cancel from, as long as no intermediate exceeds the largest output.
+    """
+    finite = np.abs(y[np.isfinite(y)])
+    if not finite.size or step <= 0:
+        return 0.0
+    return _NOISE_GAIN * eps * float(finite.max()) / step * float(np.sum(np.abs(u)))
 
 
 def _split_kinks(
@@ -667,7 +701,7 @@ def _reverse_spread(
     taking different paths through them, differ by as much. One backward pass per output.
     """
     moved = [
-        np.where(f, x, x + 2.0 * eps * np.abs(x) * rng.choice([-1.0, 1.0], x.shape))
+        np.where(f, x, x + 2.0 * eps * np.abs(x) * random_signs(rng, x.shape))
         for f, x in zip(frozen, point.base)
     ]
     shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)

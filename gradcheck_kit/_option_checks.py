@@ -36,10 +36,14 @@ def add_option_checks(
     options: TorchOptions,
     seed: int,
     names: dict[str, str] | None = None,
+    builtin_rules_only: bool = False,
 ) -> None:
     """Run the structural checks `options` select on `(fn, inputs)`; add them to `report`.
 
     `names`: the report's names of inputs (`inputs[k]` -> a parameter's dotted name).
+    `builtin_rules_only`: the engine saw only torch's own derivative rules in the graph;
+    the checks that torch runs by default then test torch, not the function, and are
+    skipped on dense inputs unless asked for by name (`_skipped_by_default`).
     """
     notes = _option_notes(options)
     framework = framework_of(inputs)
@@ -55,10 +59,20 @@ def add_option_checks(
         return
     from ._targets import torch_options
 
+    structural = options.structural()
+    if builtin_rules_only and _dense(inputs):
+        skipped = _skipped_by_default(options)
+        structural.update(skipped)
+        if skipped:
+            notes.append(
+                "torch's structural checks of the backward (zero and undefined output "
+                "gradients, gradient attributes) not run: every derivative rule in the graph "
+                "is torch's own; pass check_undefined_grad=True to run them"
+            )
     counted = _Counted(fn)
     try:
         found = torch_options.option_comparisons(
-            counted, torch_options.private_inputs(inputs), **options.structural(), seed=seed,
+            counted, torch_options.private_inputs(inputs), **structural, seed=seed,
         )
     except CheckInputError:
         raise
@@ -72,6 +86,30 @@ def add_option_checks(
     report.comparisons += found
     report.function_evals += counted.calls
     report.notes += notes
+
+
+def _skipped_by_default(options: TorchOptions) -> dict[str, bool]:
+    """The structural checks torch runs by default, off, unless the caller named one.
+
+    Zero and undefined output gradients and the gradients' dtype, device, shape and
+    layout test each derivative rule's handling of what the engine passes it: for torch's
+    own rules on dense tensors that is torch's test suite's concern, and the three cost a
+    forward and a backward each (a third of a check of a cheap function). Masked checks,
+    and callers who pass `check_undefined_grad` or `check_grad_dtypes`, keep all of them.
+    """
+    if options.masked or not options.check_backward_ad or (
+        options.given & {"check_undefined_grad", "check_grad_dtypes"}
+    ):
+        return {}
+    return {"check_undefined_grad": False, "check_zero_and_attributes": False}
+
+
+def _dense(inputs: Sequence[Any]) -> bool:
+    """Whether every tensor among `inputs` is a dense (strided), real one."""
+    import torch
+
+    tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+    return all(x.layout == torch.strided and not x.is_complex() for x in tensors)
 
 
 def _option_notes(options: TorchOptions) -> list[str]:

@@ -103,6 +103,29 @@ def test_report_conventions():
     assert any("forward mode not compared" in n for n in report.notes)  # the Function has no jvp
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_dropped_sum_of_the_cotangent_is_a_mismatch(seed):
+    # LayerNorm's backward without mean(g w): over 512 features that term is 1/sqrt(512) of
+    # the others under a zero-mean cotangent, within bfloat16's rounding at these seeds;
+    # the shared cotangent of mean one makes it as large as the gradient.
+    fn, ref, args = _case("layernorm", "missing_term", torch.bfloat16, seed)
+    report = compare(fn, ref, args, seed=seed, raise_exception=False)
+    assert not report and report.kind == "mismatch"
+    failing = {c.check for c in report.failures}
+    assert failing and all("mean one" in c for c in failing), failing
+    # Normwise only: the elementwise comparisons are the random cotangent's.
+    checks = [c.check for c in report.comparisons if "mean one" in c.check]
+    assert checks and all(c.endswith("normwise") for c in checks)
+
+
+def test_given_cotangents_are_the_only_ones():
+    fn, ref, args = _case("layernorm", "correct", torch.bfloat16, 0)
+    ones = torch.ones(fn(*args).shape, dtype=torch.bfloat16)
+    report = compare(fn, ref, args, grad_outputs=(ones,))
+    assert not any("mean one" in c.check for c in report.comparisons)
+    assert report.backward_evals == 3
+
+
 def test_forward_mode_compared_when_available():
     x = torch.randn(4, 32).to(torch.bfloat16).requires_grad_()
 
@@ -174,6 +197,7 @@ def test_jax_custom_vjp_bf16():
     assert good and good.framework == "jax" and good.dtype == "bfloat16" and good.reference_ok
     bad = compare(make(-1.0), ref, (x, w), raise_exception=False)
     assert not bad and bad.kind == "mismatch"
+    assert any("mean one" in c.check for c in good.comparisons)
 
 
 def test_import_stays_light():

@@ -256,14 +256,17 @@ def test_failing_options_are_failed_comparisons_that_name_the_input():
         gk.gradcheck(fn, (x, y), check_batched_grad=True)
 
 
+TORCH_DEFAULT_CHECKS = {
+    "zero output gradients give zero input gradients",
+    "gradient dtype/device/shape/layout",
+    "undefined output gradients",
+}
+
+
 def test_options_left_at_default_run_torchs_default_checks_only():
     x = x64(4)
-    checks = {c.check for c in structural(gk.gradcheck(torch.sin, (x,), raise_exception=False))}
-    assert checks == {
-        "zero output gradients give zero input gradients",
-        "gradient dtype/device/shape/layout",
-        "undefined output gradients",
-    }
+    checks = {c.check for c in structural(gk.gradcheck(SinFwd.apply, (x,), raise_exception=False))}
+    assert checks == TORCH_DEFAULT_CHECKS
     every = gk.gradcheck(
         SinFwd.apply, (x,), check_batched_grad=True, check_forward_ad=True,
         check_batched_forward_grad=True, check_grad_dtypes=True, raise_exception=False,
@@ -272,6 +275,17 @@ def test_options_left_at_default_run_torchs_default_checks_only():
         "batched backward (vmap) vs loop", "batched forward mode (vmap) vs loop",
         "forward-mode tangent dtype",
     } <= {c.check for c in structural(every)}
+
+
+def test_torchs_default_checks_of_torchs_own_rules_run_only_when_asked_for():
+    # They test how a derivative rule treats undefined and zero output gradients: with
+    # torch's own rules only, torch itself; a named option runs them as torch would.
+    x = x64(4)
+    report = gk.gradcheck(torch.sin, (x,), raise_exception=False)
+    assert report and not structural(report)
+    assert any("structural checks of the backward" in n for n in report.notes), report.notes
+    asked = gk.gradcheck(torch.sin, (x,), check_undefined_grad=True, raise_exception=False)
+    assert {c.check for c in structural(asked)} == TORCH_DEFAULT_CHECKS
 
 
 def test_forward_mode_only_never_calls_the_backward():

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .._probes import random_signs
+
 __all__ = ["Target", "CheckInputError", "ComplexOutputs", "RNG_SEED", "scalar_output_required"]
 
 # Seed given to the global generators before every evaluation, so that a forward that
@@ -134,7 +136,7 @@ class Target(ABC):
         rng = np.random.default_rng(RNG_SEED)
         # Non-finite elements are held fixed, as the check holds them.
         signs = [
-            np.where(np.isfinite(x), rng.choice([-1.0, 1.0], size=x.shape), 0.0)
+            np.where(np.isfinite(x), random_signs(rng, x.shape), 0.0)
             for x in self.base
         ]
 
@@ -470,6 +472,11 @@ class Target(ABC):
         framework: False where every derivative rule in it is the framework's own, as
         torch can tell (`TorchTarget`); True where that is not known."""
         return True
+
+    def builtin_rules_only(self) -> bool:
+        """Whether every derivative rule the reverse-mode products went through is the
+        framework's own (as torch can tell, `TorchTarget`); False where that is not known."""
+        return False
 
     def jvp(self, tangents: Sequence[np.ndarray]) -> list[np.ndarray] | None:
         """`J v` in work precision, or None where forward mode is unavailable."""

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._reference import Evaluation, Quantity
+from .._reference import BIASED_SEED, Evaluation, Quantity
 from ._base import CheckInputError
 from .jax import _x64
 
@@ -84,14 +84,21 @@ def evaluate(
             cot = [jnp.asarray(v, dtype=c.dtype) for v, c in zip(_as_tuple(grad_outputs), oc)]
         else:
             cot = [jnp.asarray(rng.standard_normal(c.shape), dtype=c.dtype) for c in oc]
-        cot_g = [jnp.asarray(_np(v)) for v in cot]
+        sets = [("shared random cotangent", cot, True)]
+        if grad_outputs is None:
+            # The cotangent with a mean of one (`reference_torch.evaluate` says why), from
+            # its own generator so that the tangents stay those of earlier versions.
+            own = np.random.default_rng(seed + BIASED_SEED)
+            sets.append(("shared cotangent of mean one",
+                         [jnp.asarray(1.0 + own.standard_normal(c.shape), dtype=c.dtype) for c in oc], False))
         pack = (lambda vs: tuple(vs)) if isinstance(out_c, (tuple, list)) else (lambda vs: vs[0])
-        gc = vjp_c(pack([v.astype(c.dtype) for v, c in zip(cot, oc)]))
-        gr = vjp_r(pack([v.astype(r.dtype) for v, r in zip(cot, orr)]))
-        gg = vjp_g(pack(cot_g))
-        for i, c, r, g in zip(diff, gc, gr, gg):
-            quantities.append(Quantity("reverse mode (shared random cotangent)", f"inputs[{i}]", "outputs",
-                                       names[i], _np(g), _np(r), _np(c)))
+        for label, cots, elementwise in sets:
+            gc = vjp_c(pack([v.astype(c.dtype) for v, c in zip(cots, oc)]))
+            gr = vjp_r(pack([v.astype(r.dtype) for v, r in zip(cots, orr)]))
+            gg = vjp_g(pack([jnp.asarray(_np(v)) for v in cots]))
+            for i, c, r, g in zip(diff, gc, gr, gg):
+                quantities.append(Quantity(f"reverse mode ({label})", f"inputs[{i}]", "outputs",
+                                           names[i], _np(g), _np(r), _np(c), elementwise))
         notes: list[str] = []
         forward_evals = 0
         if forward:
@@ -114,5 +121,5 @@ def evaluate(
     dname = min(names.values(), key=lambda n: {"bfloat16": 0, "float16": 1, "float32": 2}.get(n, 3))
     return Evaluation(quantities=quantities, dtype=dname, device=str(jax.devices()[0].platform),
                       reference64=reference64, inputs64=tuple(jnp.asarray(x) if i in diff else x for i, x in enumerate(gold)),
-                      function_evals=3, backward_evals=3, forward_evals=forward_evals, notes=notes,
+                      function_evals=3, backward_evals=3 * len(sets), forward_evals=forward_evals, notes=notes,
                       reference_context=lambda: _x64(True))

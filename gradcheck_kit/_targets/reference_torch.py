@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .._reference import Evaluation, Quantity
+from .._reference import BIASED_SEED, Evaluation, Quantity
 from ._base import CheckInputError
 
 _NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32", torch.float64: "float64"}
@@ -92,19 +92,35 @@ def evaluate(
     else:
         cot = {k: torch.randn(out_c[k].shape, generator=gen, dtype=torch.float64).to(out_c[k].dtype) for k in diff_out}
 
-    def vjp(outs, args, who):
-        pairs = [(outs[k], cot[k].to(outs[k].dtype)) for k in diff_out if outs[k].requires_grad]
+    # A zero-mean cotangent barely excites the terms of a backward that sum the cotangent
+    # over a reduced axis (LayerNorm's mean(g w), softmax's (g y).sum()): over n elements
+    # they are 1/sqrt(n) of the others, and a dropped one can hide under bfloat16 rounding.
+    # Unless the caller gave the cotangents, a second set with a mean of one excites them
+    # fully.
+    sets = [("shared random cotangent", cot, True)]
+    if grad_outputs is None:
+        # Its own generator: the other draws stay those of earlier versions.
+        own = torch.Generator().manual_seed(seed + BIASED_SEED)
+        biased = {k: (1.0 + torch.randn(out_c[k].shape, generator=own, dtype=torch.float64)).to(out_c[k].dtype)
+                  for k in diff_out}
+        sets.append(("shared cotangent of mean one", biased, False))
+
+    def vjp(outs, args, cots, last):
+        pairs = [(outs[k], cots[k].to(outs[k].dtype)) for k in diff_out if outs[k].requires_grad]
         if not pairs:
             return [torch.zeros_like(args[i]) for i in diff]
-        grads = torch.autograd.grad([p[0] for p in pairs], [args[i] for i in diff], [p[1] for p in pairs], allow_unused=True)
+        grads = torch.autograd.grad([p[0] for p in pairs], [args[i] for i in diff], [p[1] for p in pairs],
+                                    allow_unused=True, retain_graph=not last)
         return [torch.zeros_like(args[i]) if gr is None else gr for i, gr in zip(diff, grads)]
 
-    gc, gr, gg = vjp(out_c, args_c, "fn"), vjp(out_r, args_r, "reference"), vjp(out_g, args_g, "reference")
-    for i, c, r, g in zip(diff, gc, gr, gg):
-        if c.shape != g.shape:
-            raise CheckInputError(f"fn's gradient for inputs[{i}] has shape {tuple(c.shape)}, expected {tuple(g.shape)}")
-        quantities.append(Quantity("reverse mode (shared random cotangent)", f"inputs[{i}]", "outputs",
-                                   _NAMES.get(low[i].dtype, dname), _np(g), _np(r), _np(c)))
+    for n, (label, cots, elementwise) in enumerate(sets):
+        last = n == len(sets) - 1
+        gc, gr, gg = (vjp(o, a, cots, last) for o, a in ((out_c, args_c), (out_r, args_r), (out_g, args_g)))
+        for i, c, r, g in zip(diff, gc, gr, gg):
+            if c.shape != g.shape:
+                raise CheckInputError(f"fn's gradient for inputs[{i}] has shape {tuple(c.shape)}, expected {tuple(g.shape)}")
+            quantities.append(Quantity(f"reverse mode ({label})", f"inputs[{i}]", "outputs",
+                                       _NAMES.get(low[i].dtype, dname), _np(g), _np(r), _np(c), elementwise))
 
     forward_evals = 0
     if forward:
@@ -144,4 +160,4 @@ def evaluate(
     inputs64 = tuple(leaves(torch.float64))
     device = str(next(low[i].device for i in floats))
     return Evaluation(quantities=quantities, dtype=dname, device=device, reference64=reference,
-                      inputs64=inputs64, function_evals=3, backward_evals=3, forward_evals=forward_evals, notes=notes)
+                      inputs64=inputs64, function_evals=3, backward_evals=3 * len(sets), forward_evals=forward_evals, notes=notes)

@@ -391,6 +391,9 @@ class TorchTarget(Target):
         # the user's own, or before any backward pass has shown the graph.
         return self._own_rules is None or self._own_rules
 
+    def builtin_rules_only(self) -> bool:
+        return self._own_rules is False
+
     def _jvp(self, tangents):
         # Dual tensors (torch.autograd.forward_ad) rather than torch.func.jvp: functorch's
         # wrapped tensors crash the process when the function calls Module.to(...), and

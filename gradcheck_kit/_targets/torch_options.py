@@ -136,6 +136,7 @@ def option_comparisons(
     masked: bool | None = None,
     nondet_tol: float = 0.0,
     seed: int = 0,
+    check_zero_and_attributes: bool = True,
 ) -> list[Comparison]:
     """The structural checks `torch.autograd.gradcheck` runs for these options.
 
@@ -143,6 +144,8 @@ def option_comparisons(
     `requires_grad=True` are checked); the options with torch's meaning. `nondet_tol`
     loosens the exact comparisons where a nondeterministic backward is declared; `seed`
     seeds the random cotangents (the caller's generators are not touched).
+    `check_zero_and_attributes=False` leaves out the two checks torch always runs with
+    the backward (zero output gradients, gradient attributes).
 
     **Returns:** a list of `Comparison`s; a `passed=False` one says what was violated.
     The finite-difference comparisons are not among them: they are the engine's.
@@ -155,8 +158,9 @@ def option_comparisons(
     inputs = tuple(inputs)
     out: list[Comparison] = []
     if check_backward_ad:
-        out += zero_cotangent_comparisons(fn, inputs, masked=bool(masked), nondet_tol=nondet_tol)
-        out += grad_attribute_comparisons(fn, inputs, check_dtype=check_grad_dtypes)
+        if check_zero_and_attributes:
+            out += zero_cotangent_comparisons(fn, inputs, masked=bool(masked), nondet_tol=nondet_tol)
+            out += grad_attribute_comparisons(fn, inputs, check_dtype=check_grad_dtypes)
         if check_batched_grad:
             out += batched_grad_comparisons(fn, inputs, seed=seed)
         if check_undefined_grad:
