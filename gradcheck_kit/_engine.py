@@ -405,16 +405,25 @@ def _moved(
 
 def _internal_precision(t: Target, point: BasePoint) -> tuple[str, str] | None:
     """The lower precision a function evaluated in float64 or float32 computes in inside,
-    with the evidence (for `Target.demote`); None where nothing says so."""
+    with the evidence (for `Target.demote`); None where nothing says so.
+
+    Asked only where the gradient lies on a coarser grid; for float64 inputs the set-up
+    precision probe runs then (`Target.probe_precision`), and a forward it sees resolve
+    float64 steps is not demoted."""
     if t.work_dtype not in ("float64", "float32"):
         return None
     half = _preflight.half_grid(point.grads)
+    grid = _preflight.gradient_grid(point.grads) if t.work_dtype == "float64" else None
+    if half is None and grid is None:
+        return None
+    t.probe_precision(point.y0)
+    if t.resolves_float64:
+        return None
     if half is not None and t.computes_in(half, point.y0):
         return half, (
             f"every element of its gradient is exactly a {half} number, and moving its "
             f"inputs below {half}'s resolution leaves its outputs bit for bit unchanged"
         )
-    grid = _preflight.gradient_grid(point.grads) if t.work_dtype == "float64" else None
     if grid is None and half is not None and t.work_dtype == "float64" and t.computes_in(
         "float32", point.y0, draws=3, results=half
     ):

@@ -60,7 +60,7 @@ def base_outputs(target: Target) -> tuple[list[np.ndarray], list[str]]:
     """
     t = target
     notes = []
-    y0 = t.evaluate(t.base)
+    y0 = t.outputs_at_base()
     t.reseed = False
     try:
         y1 = t.evaluate(t.base)

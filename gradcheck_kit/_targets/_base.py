@@ -63,6 +63,10 @@ class Target(ABC):
     #: False where it did not, None where it could not tell (too few output elements
     #: change smoothly enough to predict the change).
     resolves_float64: bool | None = None
+    # The precision probe waits for the engine's grid tests (`probe_precision`).
+    _precision_deferred: bool = False
+    # The set-up probe's outputs at the base point, with the precision they ran in.
+    _at_base: tuple[tuple[bool, str | None], list[np.ndarray]] | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     #: True when neither the outputs nor the gradients change with any checked input
@@ -134,38 +138,27 @@ class Target(ABC):
         and do the outputs depend on the checked inputs at all?
         """
         rng = np.random.default_rng(RNG_SEED)
-        # Non-finite elements are held fixed, as the check holds them.
-        signs = [
-            np.where(np.isfinite(x), random_signs(rng, x.shape), 0.0)
-            for x in self.base
-        ]
-
-        # One buffer per input for every probe point: `_evaluate` copies its inputs into
-        # the framework's arrays and its outputs out of them, so the buffers can be reused.
-        moved = [np.empty_like(x) for x in self.base]
-
-        def at(h: float, v: Sequence[np.ndarray]) -> np.ndarray:
-            self._seed_generators()
-            for buf, x, d in zip(moved, self.base, v):
-                np.multiply(d, h, out=buf)
-                np.add(buf, x, out=buf)
-            outs = self._evaluate(moved, False)
-            if len(outs) == 1:  # already a fresh array: no concatenation copy
-                return np.ravel(outs[0])
-            return np.concatenate([np.ravel(o) for o in outs]) if outs else np.zeros(0)
-
+        signs = self._probe_signs(rng)
+        at = self._prober()
         with _user_code("the function"), np.errstate(all="ignore"):
-            y0 = at(0.0, signs)
+            self.function_evals += 1
+            self._seed_generators()
+            outs = self._evaluate(self.base, False)
+            # The check's first evaluation at the point (`_preflight.base_outputs`), if
+            # the probes leave the precision it ran in as it is.
+            self._at_base = (self._precision_key(), outs)  # no probe writes into them
+            y0 = _flat_outputs(outs)
         try:
             with _user_code("the function"), np.errstate(all="ignore"):
                 changed = False
-                # For float64 inputs only the engine's gradient-grid test uses what the
-                # probe sees, and it does not apply to hand-written gradients.
-                if self.promoted or (
-                    self.work_dtype == "float64" and self.hand_written_grad is None
-                ):
+                if self.promoted:
                     relative = [_relative(s, x) for s, x in zip(signs, self.base)]
                     changed = self._probe_precision(at, y0, relative)
+                elif self.work_dtype == "float64" and self.hand_written_grad is None:
+                    # For float64 inputs only the engine's grid tests use what the probe
+                    # sees, and they find a grid in almost no float64 gradient: the probe
+                    # runs when they do (`probe_precision`), three evaluations saved else.
+                    self._precision_deferred = True
                 if not changed:
                     absolute = [
                         np.where(s != 0, s * (np.abs(x) + 1.0), 0.0)
@@ -196,6 +189,45 @@ class Target(ABC):
                 f"while its precision and dependence on the inputs were probed; those probes "
                 f"were skipped"
             )
+
+    def _probe_signs(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """The set-up probes' random signs; non-finite elements are held fixed, as the check
+        holds them."""
+        return [np.where(np.isfinite(x), random_signs(rng, x.shape), 0.0) for x in self.base]
+
+    def _prober(self) -> Callable[[float, Sequence[np.ndarray]], np.ndarray]:
+        """`at(h, v)`: the outputs, flat, at `base + h v` (one evaluation, generators seeded).
+
+        One buffer per input for every probe point: `_evaluate` copies its inputs into the
+        framework's arrays and its outputs out of them, so the buffers can be reused.
+        """
+        moved = [np.empty_like(x) for x in self.base]
+
+        def at(h: float, v: Sequence[np.ndarray]) -> np.ndarray:
+            self.function_evals += 1
+            self._seed_generators()
+            for buf, x, d in zip(moved, self.base, v):
+                np.multiply(d, h, out=buf)
+                np.add(buf, x, out=buf)
+            return _flat_outputs(self._evaluate(moved, False))
+
+        return at
+
+    def probe_precision(self, y0: Sequence[np.ndarray]) -> None:
+        """The set-up precision probe where it was deferred (float64 inputs), at the base
+        point whose outputs are `y0`: sets `resolves_float64`. Three evaluations, once."""
+        if not self._precision_deferred:
+            return
+        self._precision_deferred = False
+        signs = self._probe_signs(np.random.default_rng(RNG_SEED))
+        relative = [_relative(s, x) for s, x in zip(signs, self.base)]
+        flat = _flat_outputs([np.asarray(y, dtype=np.float64) for y in y0])
+        try:
+            with _user_code("the function"), np.errstate(all="ignore"):
+                self._probe_precision(self._prober(), flat, relative)
+        except CheckInputError as exc:
+            if exc.__cause__ is None:
+                raise  # the function refuses perturbed inputs: the question stays open
 
     def _probe_precision(self, at: Callable[..., np.ndarray], y0: np.ndarray, v) -> bool:
         """Demote when float64 evaluations miss changes far above float64 resolution.
@@ -377,6 +409,17 @@ class Target(ABC):
 
         return max(self.native_dtypes, key=lambda d: ToleranceModel.for_dtype(d).eps)
 
+    def _precision_key(self) -> tuple[bool, str | None]:
+        return self.promoted, self.internal_dtype
+
+    def outputs_at_base(self) -> list[np.ndarray]:
+        """The outputs at the base point in work precision: the set-up probe's evaluation
+        where it ran in the current precision (no second call), else a fresh one."""
+        cached, self._at_base = self._at_base, None
+        if cached is not None and cached[0] == self._precision_key():
+            return cached[1]
+        return self.evaluate(self.base)
+
     def evaluate(self, xs: Sequence[np.ndarray], *, native: bool = False) -> list[np.ndarray]:
         self.function_evals += 1
         self._seed_generators()
@@ -552,6 +595,13 @@ def _float32_stays(x: np.ndarray, a: np.ndarray, h: float) -> np.ndarray:
     """`+a` or `-a` per element, whichever keeps the float32 rounding of `x + h (+-a)` at
     that of `x` (for `h a` below float32's half ulp of `x`, at most one of them moves it)."""
     return _rounding_stays(x, a, h, "float32")
+
+
+def _flat_outputs(outs: Sequence[np.ndarray]) -> np.ndarray:
+    """The outputs as one flat vector (the only one itself, unconcatenated: no copy)."""
+    if len(outs) == 1:
+        return np.ravel(outs[0])
+    return np.concatenate([np.ravel(o) for o in outs]) if outs else np.zeros(0)
 
 
 def _rounding_stays(x: np.ndarray, a: np.ndarray, h: float, dtype: str) -> np.ndarray:

@@ -88,6 +88,7 @@ class JaxTarget(Target):
         # truncated to float32 by jax's default configuration.
         with self._context(native=True):
             try:
+                self.function_evals += 1
                 outs = self._outputs(self.base, native=True)
             except TypeError as exc:
                 raise _static_error(exc, leaves_with_path) or exc
@@ -113,6 +114,7 @@ class JaxTarget(Target):
             self.promoted = True
             try:
                 with _x64(True):
+                    self.function_evals += 1
                     promoted = self._outputs(self.base, native=False)
                     ok = all(np.asarray(promoted[k]).dtype == np.float64 for k in self._out_index)
             except Exception as exc:

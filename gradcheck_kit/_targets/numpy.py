@@ -74,12 +74,14 @@ class NumpyTarget(Target):
         self.base = [a.astype(np.float64) for a in arrays]
         self.device = "cpu"
         self.output_names = ["output"]
+        self.function_evals += 1
         out = self._scalar(self._fn(*self._cast(self.base, native=True)))
         self.output_shapes = [out.shape]
         self.native_outputs = [out]
         if any(d != "float64" for d in self.native_dtypes):
             self.promoted = True
             try:
+                self.function_evals += 1
                 self._scalar(self._fn(*self._cast(self.base, native=False)))
             except Exception as exc:
                 self.promoted = False

@@ -99,6 +99,7 @@ class TorchTarget(Target):
         self._own_rules: bool | None = None
 
         try:
+            self.function_evals += 1
             outs = self._raw_outputs(self.base, native=True, track=True)
         except CheckInputError:
             raise
@@ -280,6 +281,7 @@ class TorchTarget(Target):
     def _promotion_failure(self) -> str | None:
         """Why float64 evaluations do not give float64 outputs (None: they do)."""
         try:
+            self.function_evals += 1
             outs = self._raw_outputs(self.base, native=False)
         except Exception as exc:  # the function only works in its own dtype
             message = str(exc).splitlines()[0] if str(exc) else ""
