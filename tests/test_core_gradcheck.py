@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -348,3 +349,22 @@ def test_one_wrong_gradient_element_among_1e5_is_found(dtype):
     x = torch.randn(n, dtype=dtype, generator=torch.Generator().manual_seed(0)).requires_grad_()
     assert not gk.gradcheck(OneWrong.apply, (x,), raise_exception=False)
     assert gk.gradcheck(lambda x: torch.tanh(x) * 2, (x,), raise_exception=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_reported_cost_counts_every_call_of_the_function(dtype):
+    # The set-up probes (the first call, promotion, precision and dependence probes) are
+    # calls too; a hand-written gradient makes every call of fn a forward evaluation.
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return np.sum(np.tanh(x) ** 2)
+
+    def grad(x):
+        t = np.tanh(x)
+        return 2 * t * (1 - t**2)
+
+    x = np.random.default_rng(0).standard_normal(7).astype(dtype)
+    report = gk.gradcheck(f, (x,), grad=grad)
+    assert report.function_evals == len(calls) > 0
