@@ -70,8 +70,8 @@ _SIGNS = np.array([-1.0, 1.0])
 
 def random_signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """-1.0 or 1.0 per entry, equally likely: `rng.choice([-1.0, 1.0], shape)` to the bit
-    and in the generator's state after, at a third of its time (choice draws the same
-    indices and then validates and copies more)."""
+    and in the generator's state after, in about half its time (choice draws the same
+    indices, then validates and copies more)."""
     return _SIGNS[rng.integers(0, 2, size=shape)]
 
 
