@@ -412,8 +412,9 @@ def _internal_precision(t: Target, point: BasePoint) -> tuple[str, str] | None:
     float64 steps is not demoted."""
     if t.work_dtype not in ("float64", "float32"):
         return None
-    half = _preflight.half_grid(point.grads)
-    grid = _preflight.gradient_grid(point.grads) if t.work_dtype == "float64" else None
+    half, grid = _preflight.grids(point.grads)
+    if t.work_dtype != "float64":
+        grid = None
     if half is None and grid is None:
         return None
     t.probe_precision(point.y0)

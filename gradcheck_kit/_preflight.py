@@ -17,7 +17,7 @@ from ._targets import CheckInputError, Target
 from ._targets._base import round_to
 
 __all__ = [
-    "base_outputs", "frozen_masks", "check_outputs_finite", "gradient_grid", "half_grid",
+    "base_outputs", "frozen_masks", "check_outputs_finite", "gradient_grid", "grids", "half_grid",
     "reject_infinite_inputs",
 ]
 
@@ -121,18 +121,7 @@ def gradient_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
     cancellation have few significant bits and would look like bfloat16.) None when some
     nonzero element is not a float32 number, or when no element is nonzero.
     """
-    flat = _nonzero_elements(grads)
-    if not flat.size:
-        return None
-    with np.errstate(all="ignore"):
-        if not bool(np.all(flat.astype(np.float32) == flat)):
-            return None
-    # A gradient that is zero up to rounding (`layer_norm(x).sum()`) is a few ulps of its
-    # terms: numbers with few significant bits, on every grid. Most elements must carry
-    # more than `_FEW_BITS` of them, as float32 results of a cast almost all do.
-    mantissa, _ = np.frexp(flat)
-    rich = np.count_nonzero(np.ldexp(mantissa, _FEW_BITS) % 1.0 != 0.0)
-    return "float32" if 2 * rich >= flat.size else None
+    return _rich_float32(_float32_elements(grads))
 
 
 def half_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
@@ -144,18 +133,49 @@ def half_grid(grads: Sequence[Sequence[np.ndarray]]) -> str | None:
     has too few bits to tell the two apart by counting them: the grid only says which
     precision to ask the function about (`Target.computes_in`).
     """
+    return _half(_float32_elements(grads))
+
+
+def grids(grads: Sequence[Sequence[np.ndarray]]) -> tuple[str | None, str | None]:
+    """`(half_grid(grads), gradient_grid(grads))`, from one pass over the gradients.
+
+    A gradient on a half-precision grid has at most 11 significant bits per element, too
+    few for `gradient_grid`, which then says None."""
+    flat = _float32_elements(grads)
+    half = _half(flat)
+    return half, (None if half is not None else _rich_float32(flat))
+
+
+def _float32_elements(grads: Sequence[Sequence[np.ndarray]]) -> np.ndarray | None:
+    """The finite nonzero gradient elements, flat, where every one is a float32 number
+    (the test every coarser grid starts with: a cast); None where one is not, or none is
+    nonzero."""
     flat = _nonzero_elements(grads)
     if not flat.size:
         return None
     with np.errstate(all="ignore"):
-        # Both grids lie on float32's, whose test is a cast: a float64 gradient fails it
-        # at once, without the costlier rounding to a half precision.
-        if not bool(np.all(flat.astype(np.float32) == flat)):
-            return None
+        return flat if bool(np.all(flat.astype(np.float32) == flat)) else None
+
+
+def _half(flat: np.ndarray | None) -> str | None:
+    if flat is None:
+        return None
+    with np.errstate(all="ignore"):
         for dtype in ("bfloat16", "float16"):
             if bool(np.all(round_to(flat, dtype) == flat)):
                 return dtype
     return None
+
+
+def _rich_float32(flat: np.ndarray | None) -> str | None:
+    if flat is None:
+        return None
+    # A gradient that is zero up to rounding (`layer_norm(x).sum()`) is a few ulps of its
+    # terms: numbers with few significant bits, on every grid. Most elements must carry
+    # more than `_FEW_BITS` of them, as float32 results of a cast almost all do.
+    mantissa, _ = np.frexp(flat)
+    rich = np.count_nonzero(np.ldexp(mantissa, _FEW_BITS) % 1.0 != 0.0)
+    return "float32" if 2 * rich >= flat.size else None
 
 
 def _nonzero_elements(grads: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
