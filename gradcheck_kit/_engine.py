@@ -107,7 +107,7 @@ def run(target: Target, settings: Settings) -> Report:
     frozen = _preflight.frozen_masks(t.input_names, t.base)
     # Infinite elements (masked positions such as -inf attention scores) are held fixed:
     # there is no derivative at infinity, and perturbing them would change nothing.
-    finite_base = [np.where(f, 0.0, x) for f, x in zip(frozen, t.base)]
+    finite_base = [np.where(f, 0.0, x) if f.any() else x for f, x in zip(frozen, t.base)]
     y0, stochastic = _preflight.base_outputs(t)
     notes += stochastic
     try:
@@ -160,6 +160,7 @@ def run(target: Target, settings: Settings) -> Report:
     raw = reverse_mode(
         t, sets + sets[:1] + scaled, [np.zeros(f.shape, dtype=bool) for f in frozen]
     )
+    del scaled  # output-sized cotangents, read no more
     grads = [without_frozen(g, frozen) for g in raw]
     point = dataclasses.replace(point, grads=tuple(tuple(g) for g in grads[:n_sets]))
     # A forward the set-up probe saw resolve float64 steps computes in float64, whatever
@@ -177,6 +178,10 @@ def run(target: Target, settings: Settings) -> Report:
     )
     if not determinism.passed:  # a passing one compares an oracle with itself: not listed
         comparisons.append(determinism)
+    # The second backward pass served the determinism check only: input-sized arrays
+    # fewer for the rest of the check.
+    grads[n_sets] = []
+    del raw
     for i, x in enumerate(t.base):
         if x.size == 0:
             notes.append(f"{t.input_names[i]} is empty: it has no derivative to compare")
@@ -286,6 +291,13 @@ def run(target: Target, settings: Settings) -> Report:
                         continue
                 comparisons.append(c)
 
+    # The estimates per output element are read no more (localisation differentiates
+    # again): only their steps, for the power rule; several output-sized arrays fewer
+    # while the reduced-precision backward passes run.
+    steps = {i: d.step for i, d in ds.items()}
+    del ds, bends
+    d = None  # the finite-difference loop's last estimate
+
     # -- reduced precision
     if t.promoted and not s.check_backward_ad:
         notes.append(
@@ -302,14 +314,15 @@ def run(target: Target, settings: Settings) -> Report:
         shifted = reverse_mode(
             t, point.cotangent_sets(), frozen, at=moved, saved_noise=tolerances.native.eps
         )
+        del moved
         for j, yn in enumerate(t.native_outputs):
             for i in point.checked:
                 g = point.grads[j][i]
                 comparisons.append(compare_precision(
                     point, i, j, native_grads[j][i], yn, tolerances=tolerances,
                     native_dtype=t.native_dtype,
-                    input_spread=shifted[j][i] - g,
-                    rounding_spread=grads[n_sets + 1 + j][i] / 3.0 - g,
+                    input_spread=_spread(shifted[j][i], g),
+                    rounding_spread=_spread(grads[n_sets + 1 + j][i], g, scale=3.0),
                 ))
 
     # -- localisation
@@ -329,7 +342,7 @@ def run(target: Target, settings: Settings) -> Report:
     # weak to catch a 1% error in one element is inconclusive, not passed
     shares = {
         (i, j): absorbed_share(
-            point, i, j, ds[i], tolerances=tolerances, measured=spreads is not None
+            point, i, j, steps[i], tolerances=tolerances, measured=spreads is not None
         )
         for i, j in fd
     }
@@ -389,6 +402,18 @@ def _analytic_spreads(
     ]
 
 
+def _spread(a: np.ndarray, g: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+    """`a / scale - g`, in `a`'s memory where it is a float64 array (read no more after:
+    an input-sized array fewer at the reduced-precision comparisons)."""
+    if not (isinstance(a, np.ndarray) and a.dtype == np.float64 and a.flags.writeable
+            and a.shape == np.shape(g)):
+        return a / scale - g
+    if scale != 1.0:
+        a /= scale
+    a -= g
+    return a
+
+
 def _moved(
     base: Sequence[np.ndarray], frozen: Sequence[np.ndarray], relative: float,
     rng: np.random.Generator,
@@ -396,11 +421,17 @@ def _moved(
     """The inputs moved by `relative` of each element, with random signs, the frozen ones
     held. Elements far below their input's scale (a parameter at exactly 0) move by that
     share of the scale: the intermediates they enter are rounded at it."""
-    return [
-        np.where(f, x, x + relative * np.maximum(np.abs(x), input_scale(x))
-                 * random_signs(rng, x.shape))
-        for f, x in zip(frozen, base)
-    ]
+    moved = []
+    for f, x in zip(frozen, base):
+        # In place: `x + relative * max(|x|, scale) * signs`, the same bits.
+        out = np.abs(x, out=np.empty_like(x))  # an array even for 0-d inputs
+        np.maximum(out, input_scale(x), out=out)
+        out *= relative
+        out *= random_signs(rng, x.shape)
+        out += x
+        np.copyto(out, x, where=f)
+        moved.append(out)
+    return moved
 
 
 def _internal_precision(t: Target, point: BasePoint) -> tuple[str, str] | None:
@@ -566,19 +597,25 @@ def _equalised_output(
     (none where the output's derivatives span less than `EQUALISE_RANGE`), and whether
     the cap stopped a weight."""
     a, b = point.parts[j]
-    scale, error = _derivative_size(ds, a, b)
-    denom = np.maximum(scale, error)
+    scale, denom = _derivative_size(ds, a, b)
+    np.maximum(scale, denom, out=denom)
     # Outputs that stayed bit for bit the same at every step have no measured derivative
     # (only its error bound, which is not its size): they keep their weight.
     live = np.isfinite(denom) & (scale > 0)
-    if live.sum() < 2:
+    del scale
+    if np.count_nonzero(live) < 2:
         return [], False
-    top, low = float(denom[live].max()), float(denom[live].min())
+    # In place and under `where=` (the same values as on `denom[live]`): output-sized
+    # arrays fewer while the backward pass below runs.
+    top = float(np.max(denom, where=live, initial=-np.inf))
+    low = float(np.min(denom, where=live, initial=np.inf))
     if top <= EQUALISE_RANGE * low:
         return [], False
     weight = np.ones(b - a)
-    weight[live] = np.minimum(top / denom[live], cap)
-    u = point.u[j] * weight.reshape(point.u[j].shape)
+    np.divide(top, denom, out=weight, where=live)
+    np.minimum(weight, cap, out=weight, where=live)
+    del denom
+    u = np.multiply(point.u[j].ravel(), weight, out=weight).reshape(point.u[j].shape)
     [grads] = reverse_mode(t, [on_output(j, u, len(point.u))], frozen)
     us = point.u[:j] + (u,) + point.u[j + 1:]
     sub = dataclasses.replace(
@@ -725,8 +762,9 @@ def _kink_interval(point: BasePoint, i: int, j: int, d: Derivative) -> tuple[flo
     if not kink.any():
         return None
     u = point.u[j].ravel()
-    lo = float(np.sum(np.minimum(u * d.lower[a:b], u * d.upper[a:b])))
-    hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
+    lower, upper = d.bounds()
+    lo = float(np.sum(np.minimum(u * lower[a:b], u * upper[a:b])))
+    hi = float(np.sum(np.maximum(u * lower[a:b], u * upper[a:b])))
     return lo, hi
 
 
@@ -811,10 +849,12 @@ def _forward_mode_missing(point: BasePoint, why: str) -> Comparison:
 
 def _bends(point: BasePoint, ds: dict[int, Derivative]) -> np.ndarray:
     """`Derivative.bend` of every input's probe, summed, laid out as `point.flat0`."""
+    bends = [d.bend for d in ds.values() if d.bend is not None]
+    if len(bends) == 1:
+        return bends[0]  # read only: no copy
     total = np.zeros(point.flat0.shape)
-    for d in ds.values():
-        if d.bend is not None:
-            total += d.bend
+    for bend in bends:
+        total += bend
     return total
 
 

@@ -113,14 +113,16 @@ class Derivative:
 
     `value` and `error` have the shape of `g(0)`. Where `kink` is set, the one-sided
     derivatives disagree at the point itself and `lower`/`upper` bound the directional
-    derivatives a subgradient may give.
+    derivatives a subgradient may give (`bounds`).
     """
 
     value: np.ndarray
     error: np.ndarray
     rounding: np.ndarray  # the part of `error` due to evaluation noise
-    lower: np.ndarray
-    upper: np.ndarray
+    #: `value -/+ error`, and at kinks the interval of the one-sided estimates; None where
+    #: there is no kink (two output-sized arrays fewer: `bounds` forms them if asked).
+    lower: np.ndarray | None
+    upper: np.ndarray | None
     kink: np.ndarray
     scheme: np.ndarray  # `Scheme` codes (int8)
     step: float
@@ -143,7 +145,8 @@ class Derivative:
     #: higher derivative inside every step, an ill-conditioned problem). None: not known.
     unreliable: np.ndarray | None = None
     #: Per element: |forward - backward| extrapolated one-sided derivatives (0 where only
-    #: one side exists). None: not known.
+    #: one side exists). None: not known (`directional_derivative` needs it between its
+    #: attempts only, and returns None).
     jump: np.ndarray | None = None
     #: Per element: whether curvature, beyond noise, dominated the change of g over the
     #: kept smallest step (`|g(h) + g(-h) - 2 g(0)| > |g(h) - g(-h)|`). None: not known.
@@ -155,6 +158,12 @@ class Derivative:
     bend: np.ndarray | None = None
     #: Per element: whether g differed from g(0) at some step. None: not known.
     moved: np.ndarray | None = None
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(lower, upper)`: the interval of the directional derivative per element."""
+        if self.lower is None or self.upper is None:
+            return self.value - self.error, self.value + self.error
+        return self.lower, self.upper
 
     @property
     def unresolved(self) -> np.ndarray:
@@ -291,10 +300,12 @@ def with_noise(d: Derivative, measured: Noise, *, levels: int) -> Derivative:
     bound = gain * noise / d.step
     extra = np.maximum(bound - d.rounding, 0.0)
     one_sided = richardson_noise_gain(levels, one_sided=True)
-    widen = np.where(d.kink, 2.0 * one_sided * noise / d.step, extra)
+    bounds = {}
+    if d.lower is not None and d.upper is not None:
+        widen = np.where(d.kink, 2.0 * one_sided * noise / d.step, extra)
+        bounds = {"lower": d.lower - widen, "upper": d.upper + widen}
     return dataclasses.replace(
-        d, error=d.error + extra, rounding=d.rounding + extra, lower=d.lower - widen,
-        upper=d.upper + widen, noise=noise,
+        d, error=d.error + extra, rounding=d.rounding + extra, **bounds, noise=noise,
         unreliable=(measured.structured & ~d.kink) if d.unreliable is None
         else d.unreliable | (measured.structured & ~d.kink),
     )
@@ -312,6 +323,7 @@ def directional_derivative(
     retries: int = 4,
     safety: float = 8.0,
     measure: bool = True,
+    release: Callable[[], None] | None = None,
 ) -> Derivative:
     """Differentiate `g` at 0 with Richardson extrapolation and an error estimate.
 
@@ -329,6 +341,8 @@ def directional_derivative(
       correction, which usually over-states the remaining error but not always). The
       rounding bound is already a bound and is not multiplied.
     - `measure`: measure the evaluation noise (4 evaluations) before the first retry.
+    - `release`: called before the evaluations are analysed, when `g` may free the memory
+      it keeps between calls.
 
     **Returns:** a `Derivative`; `evals` counts the calls to `g`.
     """
@@ -392,6 +406,8 @@ def directional_derivative(
             points = [
                 (hi, p if plus_ok else None, m if minus_ok else None) for hi, p, m in points
             ]
+        if release is not None:
+            release()
         estimate = _attempt(points, g0, eps, safety, noise, bend, moved)
         accepted = _accepted(estimate, target, safety)
         if measure and not np.any(estimate.kink) and _worth_measuring(
@@ -414,6 +430,8 @@ def directional_derivative(
                 # rounding quantum is larger than what they change).
                 lower = (fresh > 0) & (fresh < noise / 16) if noise is not None else None
                 noise = fresh if noise is None else np.where(lower, fresh, noise)
+                if release is not None:
+                    release()
                 estimate = _attempt(points, g0, eps, safety, noise)
                 accepted = _accepted(estimate, target, safety)
         attempts.append(_Attempt(estimate.step, estimate.value, estimate.error,
@@ -448,9 +466,10 @@ def directional_derivative(
             f"evaluation) exceeds the rounding model; the error estimate includes it"
         )
     bend[~np.isfinite(bend)] = 0.0
+    # The jumps served the agreement between attempts only: an output-sized array less.
     best = dataclasses.replace(
         best, evals=evals, notes=tuple(notes), bend=bend, moved=moved,
-        **_agreement(attempts, best),
+        **_agreement(attempts, best), jump=None,
     )
     unreliable = _unreliable(best, g0, eps, safety, levels) | (structured & ~best.kink)
     return dataclasses.replace(best, unreliable=unreliable)
@@ -519,6 +538,9 @@ def _attempt(
         return _estimate(points, g0, eps, safety, measured, buffers)
     n = g0.size
     fields = {name: np.empty(n, dtype) for name, dtype in _PER_ELEMENT.items()}
+    # Formed only once a slice has a kink (`_bounds`); the slices before it then get
+    # theirs from their value and error, as `_bounds` forms them.
+    bounds: dict[str, np.ndarray] = {}
     buffers = _Buffers((_CHUNK,))
     flat = [(h, _flat(p), _flat(m)) for h, p, m in points]
     g0_flat, noise = _flat(g0), _flat(measured)
@@ -534,19 +556,35 @@ def _attempt(
         d = _estimate(sliced, g0_flat[part], eps, safety, _cut(noise, part), buffers)
         for name, out in fields.items():
             out[part] = getattr(d, name)
+        if d.lower is not None and not bounds:
+            value, error = fields["value"][:start], fields["error"][:start]
+            bounds = {"lower": np.empty(n), "upper": np.empty(n)}
+            np.subtract(value, error, out=bounds["lower"][:start])
+            np.add(value, error, out=bounds["upper"][:start])
+        if bounds:
+            bounds["lower"][part], bounds["upper"][part] = d.bounds()
         # The slice's estimate is copied out: its float arrays are scratch again.
-        buffers.give(*(getattr(d, name) for name, dtype in _PER_ELEMENT.items()
-                       if dtype is np.float64))
+        buffers.give(*(getattr(d, name) for name in _SCRATCH))
+        if d.lower is not None:
+            buffers.give(d.lower, d.upper)
     shaped = {name: out.reshape(g0.shape) for name, out in fields.items()}
+    shaped["lower"], shaped["upper"] = (
+        (bounds["lower"].reshape(g0.shape), bounds["upper"].reshape(g0.shape))
+        if bounds else (None, None)
+    )
     return Derivative(step=points[-1][0], evals=0, notes=(), noise=measured, **shaped)
 
 
-# The fields of `_estimate`'s Derivative that hold one value per output element.
+# The fields of `_estimate`'s Derivative that hold one value per output element. The jump
+# serves one test between attempts, `best.jump >= 0.5 * a.jump` (`_agreement`), which
+# float32 decides as float64 does but at ratios within 1e-7 of 0.5: half an array less.
 _PER_ELEMENT = {
-    "value": np.float64, "error": np.float64, "rounding": np.float64, "lower": np.float64,
-    "upper": np.float64, "jump": np.float64, "kink": np.bool_, "scheme": np.int8,
+    "value": np.float64, "error": np.float64, "rounding": np.float64,
+    "jump": np.float32, "kink": np.bool_, "scheme": np.int8,
     "regular": np.bool_, "curved": np.bool_,
 }
+# Those `_estimate` forms in its float64 scratch arrays (`_Buffers`).
+_SCRATCH = ("value", "error", "rounding", "jump")
 
 
 def _flat(a: np.ndarray | None) -> np.ndarray | None:
@@ -888,12 +926,15 @@ def _bounds(
     value: np.ndarray, error: np.ndarray, kink: np.ndarray,
     f_val: np.ndarray, f_err: np.ndarray, b_val: np.ndarray, b_err: np.ndarray,
     buffers: _Buffers,
-) -> tuple[np.ndarray, np.ndarray]:
-    """`value -/+ error`, and at kinks the interval the one-sided estimates span.
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`value -/+ error`, and at kinks the interval the one-sided estimates span; None,
+    None without a kink (`Derivative.lower`).
 
     The kink interval is formed at the kinks only (they are rare; the same expressions,
     elementwise, so the same bits as forming it everywhere and selecting).
     """
+    if not kink.any():
+        return None, None
     lower = np.subtract(value, error, out=buffers.take())
     upper = np.add(value, error, out=buffers.take())
     if kink.any():

@@ -160,7 +160,8 @@ def full_columns(
                 out_idx = tuple(int(q) for q in np.unravel_index(m, point.output_shapes[j]))
                 interval = None
                 if d.kink[a + m]:
-                    interval = tuple(sorted((d.lower[a + m] / scale, d.upper[a + m] / scale)))
+                    lower, upper = d.bounds()
+                    interval = tuple(sorted((lower[a + m] / scale, upper[a + m] / scale)))
                 err = float(column_err[m]) + tolerances.input_rounding(
                     np.array([analytic]), np.array([xk]), d.step * scale
                 )

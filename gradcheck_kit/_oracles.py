@@ -51,7 +51,7 @@ def finite_differences(
     """
     scales = [float(np.sum(np.abs(g[i]) * np.abs(direction))) for g in point.grads]
     tau = np.sqrt(work.eps)
-    g = _along(target, point, i, direction)
+    g, release = _along(target, point, i, direction)
 
     def accurate(value: np.ndarray, error: np.ndarray) -> bool:
         for (a, b), u, s in zip(point.parts, point.u, scales):
@@ -65,7 +65,7 @@ def finite_differences(
     try:
         return directional_derivative(
             g, eps=work.eps, step=h, g0=point.flat0, levels=FD_LEVELS, target=accurate,
-            safety=work.fd_safety,
+            safety=work.fd_safety, release=release,
         )
     except OutsideDomain as exc:
         # No step was small enough: the function's own complaint is the clearest message.
@@ -80,15 +80,22 @@ def finite_differences(
 
 
 def _along(target: Target, point: BasePoint, i: int, direction: np.ndarray):
-    """`t -> every output at x_i + t direction`, flat; a refused input is `OutsideDomain`."""
+    """`t -> every output at x_i + t direction`, flat (a refused input is `OutsideDomain`),
+    and a function that frees its scratch memory until the next call."""
     base = point.base
     # One buffer for every perturbed input: targets copy their inputs into the
     # framework's own arrays on each call (and copy the outputs out), so the buffer can be
     # rewritten for the next step. At 1e7 elements this saves two input-sized temporaries
-    # per evaluation.
-    moved = np.empty_like(base[i])
+    # per evaluation. Released while the evaluations are analysed, the memory's peak.
+    buffer: list[np.ndarray] = []
+
+    def release() -> None:
+        buffer.clear()
 
     def g(t: float) -> np.ndarray:
+        if not buffer:
+            buffer.append(np.empty_like(base[i]))
+        moved = buffer[0]
         np.multiply(direction, t, out=moved)
         np.add(moved, base[i], out=moved)
         xs = list(base)
@@ -105,7 +112,7 @@ def _along(target: Target, point: BasePoint, i: int, direction: np.ndarray):
         # The outputs are the target's fresh copies: one output needs no concatenation.
         return outs[0].ravel() if len(outs) == 1 else np.concatenate([y.ravel() for y in outs])
 
-    return g
+    return g, release
 
 
 def with_measured_noise(
@@ -116,7 +123,7 @@ def with_measured_noise(
     For a comparison that fails on an estimate whose noise only the model bounded: the
     model scales with the outputs, and a forward that cancels has more.
     """
-    g = _along(target, point, i, direction)
+    g, _ = _along(target, point, i, direction)
     try:
         noise, spent = measure_noise(g, point.flat0, NOISE_OFFSET * derivative.step)
     except OutsideDomain:

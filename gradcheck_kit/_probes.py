@@ -153,7 +153,11 @@ def output_scales(
 
 def output_layout(y0: Sequence[np.ndarray]) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
     """The outputs as one flat vector (as finite differences see them) and each one's slice."""
-    flat0 = np.concatenate([y.ravel() for y in y0]) if y0 else np.zeros(0)
+    # One output: a view of it (read only; a copy would be one more output-sized array).
+    flat0 = (
+        np.reshape(y0[0], -1) if len(y0) == 1
+        else np.concatenate([y.ravel() for y in y0]) if y0 else np.zeros(0)
+    )
     bounds = np.cumsum([0] + [y.size for y in y0])
     parts = tuple((int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
     return flat0, parts

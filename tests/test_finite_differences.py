@@ -150,9 +150,13 @@ def test_attempts_in_slices_give_the_estimate_of_the_whole_bit_for_bit(monkeypat
     rng = np.random.default_rng(5)
     x = rng.standard_normal((40, 5)) * 3
     x[0, :3] = 0.0  # kinks at the point itself
+    late = x.copy()
+    late[0, :3] = 1.0
+    late[-3, 2] = 0.0  # a kink in a later slice only: the bounds of the slices before it
     functions = [
         lambda t: np.tanh(x + t) * 2,
         lambda t: np.maximum(x + t, 0.0),  # kinks
+        lambda t: np.maximum(late + t, 0.0),
         lambda t: np.sqrt(np.where(x > 0, x, 0.0) + t),  # one side only where x <= 0
         lambda t: (x + t) * 1e8 - 1e8 * x,  # cancelling: noise is measured
     ]
@@ -187,3 +191,27 @@ def test_rounding_beyond_the_model_is_no_kink():
     d = directional_derivative(g, eps=2.0**-53, step=2.0**-11)
     assert not d.kink.any()
     assert np.allclose(d.value, slope, rtol=1e-8)
+
+
+def test_bounds_are_formed_only_where_there_is_a_kink():
+    x = np.array([0.0, 1.0, -2.0])
+    smooth = directional_derivative(lambda t: np.tanh(x + t), eps=EPS64, step=2.0**-11)
+    assert smooth.lower is None and smooth.upper is None
+    lower, upper = smooth.bounds()
+    assert np.array_equal(lower, smooth.value - smooth.error)
+    assert np.array_equal(upper, smooth.value + smooth.error)
+    kinked = directional_derivative(lambda t: np.abs(x + t), eps=EPS64, step=2.0**-11)
+    assert kinked.kink[0] and kinked.bounds() == (kinked.lower, kinked.upper)
+    assert kinked.lower[0] <= -1.0 + 1e-9 and kinked.upper[0] >= 1.0 - 1e-9
+
+
+def test_release_comes_before_each_analysis():
+    # `g` may free its scratch memory while the evaluations are analysed (the peak).
+    calls = []
+
+    def g(t: float) -> np.ndarray:
+        calls.append("g")
+        return np.exp(np.array([0.5, 1.0]) * (1.0 + t))
+
+    directional_derivative(g, eps=EPS64, step=2.0**-11, release=lambda: calls.append("release"))
+    assert calls == ["g"] * 7 + ["release"]  # g(0), three levels of two steps, then release

@@ -60,8 +60,9 @@ def compare_finite_differences(
     kink = d.kink[a:b]
     lo_hi = None
     if kink.any():
-        lo = float(np.sum(np.minimum(u * d.lower[a:b], u * d.upper[a:b])))
-        hi = float(np.sum(np.maximum(u * d.lower[a:b], u * d.upper[a:b])))
+        lower, upper = d.bounds()
+        lo = float(np.sum(np.minimum(u * lower[a:b], u * upper[a:b])))
+        hi = float(np.sum(np.maximum(u * lower[a:b], u * upper[a:b])))
         lo_hi = (lo, hi)
         fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
     fd_error += tolerances.input_rounding(g.ravel(), point.finite_base[i].ravel(), d.step)
@@ -130,10 +131,11 @@ def rounding_size(point: BasePoint, i: int, j: int) -> int:
 
 
 def absorbed_share(
-    point: BasePoint, i: int, j: int, derivative: Derivative, *, tolerances: Tolerances,
+    point: BasePoint, i: int, j: int, step: float, *, tolerances: Tolerances,
     measured: bool = False,
 ) -> float:
-    """How much of an error in the gradient this comparison's tolerance grows by.
+    """How much of an error in the gradient this comparison's tolerance grows by, for
+    finite differences at `step` (`Derivative.step`).
 
     Two allowances are formed from the analytic gradient itself: the rounding of the
     analytic side (`Tolerances.analytic_share` of the probe's terms) and the rounding of
@@ -151,7 +153,7 @@ def absorbed_share(
     else:
         share = tolerances.analytic_share(rounding_size(point, i, j))
     if magnitude > 0:
-        moved = tolerances.input_rounding(g, point.finite_base[i].ravel(), derivative.step)
+        moved = tolerances.input_rounding(g, point.finite_base[i].ravel(), step)
         share += moved / magnitude
     return share
 
