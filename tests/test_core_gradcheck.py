@@ -208,6 +208,26 @@ def test_stochastic_forward_is_flagged_and_still_checked():
     assert any("stochastic" in n for n in report.notes)
 
 
+def test_the_set_up_call_is_the_second_call_of_the_determinism_test():
+    from gradcheck_kit._preflight import base_outputs
+    from gradcheck_kit._targets import make_target
+
+    calls = []
+
+    def deterministic(x):
+        calls.append(1)
+        return x.sin()
+
+    target = make_target(deterministic, (rand(5),))
+    before = len(calls)
+    _, notes = base_outputs(target)
+    assert len(calls) == before and not notes  # the first call, unseeded, agreed already
+    torch.manual_seed(1)  # a caller's state (the check restores it; internals alone do not)
+    stochastic = make_target(lambda x: x * torch.rand(x.shape, dtype=x.dtype), (rand(5),))
+    _, notes = base_outputs(stochastic)
+    assert any("stochastic" in n for n in notes)
+
+
 def test_forward_mode_dot_product_test_runs_for_builtin_ops_where_asked_for():
     report = gk.gradcheck(lambda x: x.exp().cumsum(0), rand(5), check_forward_ad=True)
     assert report.forward_evals >= 1

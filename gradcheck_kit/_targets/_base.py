@@ -67,6 +67,9 @@ class Target(ABC):
     _precision_deferred: bool = False
     # The set-up probe's outputs at the base point, with the precision they ran in.
     _at_base: tuple[tuple[bool, str | None], list[np.ndarray]] | None = None
+    # The outputs of the set-up's first call, made without reseeding the generators, where
+    # it ran in work precision (`first_call_outputs`).
+    _first_call: list[np.ndarray] | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     #: True when neither the outputs nor the gradients change with any checked input
@@ -418,19 +421,30 @@ class Target(ABC):
             return cached[1]
         return self.evaluate(self.base)
 
+    def first_call_outputs(self) -> list[np.ndarray] | None:
+        """The outputs of the set-up's first call at the base point, in work precision and
+        drawn from the caller's generator state (not reseeded), once; None where the target
+        kept none. `_preflight.base_outputs` compares them with a reseeded evaluation in
+        place of a call of its own."""
+        first, self._first_call = self._first_call, None
+        return first
+
     def evaluate(self, xs: Sequence[np.ndarray], *, native: bool = False) -> list[np.ndarray]:
         self.function_evals += 1
         self._seed_generators()
         with _user_code("the function"):
             outs = self._evaluate(xs, native)
-        shapes = [o.shape for o in outs]
-        if hasattr(self, "output_shapes") and shapes != self.output_shapes:
+        self._check_shapes([o.shape for o in outs])
+        return outs
+
+    def _check_shapes(self, shapes: Sequence[tuple[int, ...]]) -> None:
+        """A clear error where the outputs' shapes differ from the first call's."""
+        if hasattr(self, "output_shapes") and list(shapes) != list(self.output_shapes):
             raise CheckInputError(
-                f"the function returned outputs of shapes {shapes} on one call and "
+                f"the function returned outputs of shapes {list(shapes)} on one call and "
                 f"{self.output_shapes} on another; a checked function must return the same "
                 f"shapes for nearby inputs"
             )
-        return outs
 
     def vjps(
         self,

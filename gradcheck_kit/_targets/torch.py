@@ -120,6 +120,8 @@ class TorchTarget(Target):
         self.native_outputs = (
             [_native_numpy(outs[k]) for k in self._out_index] if self.promoted else []
         )
+        if not self.promoted:  # native is work precision: one evaluation saved
+            self._first_call = [self._to_numpy(outs[k]) for k in self._out_index]
         self._probe()
         self.notes += self._unchecked_notes()
 
@@ -346,14 +348,17 @@ class TorchTarget(Target):
     # -- Target interface -------------------------------------------------------------------
     def _evaluate(self, xs, native):
         outs = self._raw_outputs(xs, native)
+        self._check_count(outs)
+        if self._unchecked:
+            self._watch_unchecked(outs, native)
+        return [self._to_numpy(outs[k]) for k in self._out_index]
+
+    def _check_count(self, outs: Sequence[Any]) -> None:
         if len(outs) != self._n_outputs:
             raise CheckInputError(
                 f"the function returned {len(outs)} outputs on one call and "
                 f"{self._n_outputs} on another; it must return the same outputs every time"
             )
-        if self._unchecked:
-            self._watch_unchecked(outs, native)
-        return [self._to_numpy(outs[k]) for k in self._out_index]
 
     def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):
         # The backward too runs with the float64 copies in place: it reads saved tensors.
@@ -365,7 +370,9 @@ class TorchTarget(Target):
         hooks = _noisy_saved_tensors(saved_noise) if saved_noise > 0 else contextlib.nullcontext()
         with torch.enable_grad(), hooks:
             outs = self._flatten(self._fn(*self._rebuild(args)))
+        self._check_count(outs)
         checked = [outs[k] for k in self._out_index]
+        self._check_shapes([tuple(o.shape) for o in checked])
         if self._own_rules is None:
             self._own_rules = own_rule_in_graph(o.grad_fn for o in checked)
         results = []
