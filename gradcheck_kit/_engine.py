@@ -241,6 +241,15 @@ def run(target: Target, settings: Settings) -> Report:
     comparisons += _equalised(
         t, point, ds, frozen, bends, tolerances=tolerances, check=check
     )
+    # Whether the outputs depend on the inputs at all matters where the backward says
+    # they do not, or where no step moved them (a rounding: a straight-through gradient
+    # fails, and the note says why); elsewhere the evaluations it costs would show nothing.
+    if point.checked and (
+        all(not np.any(g) for row in point.grads for g in row)
+        or any(d.moved is not None and not np.any(d.moved) for d in ds.values())
+    ):
+        notes += t.probe_dependence(point.flat0)
+    notes += t.unchecked_notes()  # after the steps, which show whether those outputs move
 
     # -- forward mode: where it disagrees with reverse mode beyond rounding, finite
     # differences decide whether the backward is wrong (`forward_rule_disagreement`).

@@ -70,6 +70,9 @@ class Target(ABC):
     # The outputs of the set-up's first call, made without reseeding the generators, where
     # it ran in work precision (`first_call_outputs`).
     _first_call: list[np.ndarray] | None = None
+    # What `probe_dependence` needs from the set-up probe (its generator and signs); None
+    # once asked, or where the answer is known.
+    _dependence: tuple[np.random.Generator, list[np.ndarray]] | None = None
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     #: True when neither the outputs nor the gradients change with any checked input
@@ -134,62 +137,77 @@ class Target(ABC):
 
     # -- set-up probes ------------------------------------------------------------------------
     def _probe(self) -> None:
-        """Ask the function two questions before the check; subclasses call this last.
-
-        Does the float64 evaluation really compute in float64 (promotion decided by the
-        output dtype alone misses functions that upcast to float32 inside and cast back),
-        and do the outputs depend on the checked inputs at all?
+        """Ask whether the float64 evaluation really computes in float64 before the check
+        (promotion decided by the output dtype alone misses functions that upcast to
+        float32 inside and cast back); subclasses call this last. Whether the outputs
+        depend on the checked inputs at all is asked later, where the answer can matter
+        (`probe_dependence`).
         """
         rng = np.random.default_rng(RNG_SEED)
         signs = self._probe_signs(rng)
-        at = self._prober()
         with np.errstate(all="ignore"):
             outs = self.evaluate(self.base)
             # The check's first evaluation at the point (`_preflight.base_outputs`), if
             # the probes leave the precision it ran in as it is.
             self._at_base = (self._precision_key(), outs)  # no probe writes into them
             y0 = _flat_outputs(outs)
+        self._dependence = (rng, signs)
         try:
             with _user_code("the function"), np.errstate(all="ignore"):
-                changed = False
                 if self.promoted:
                     relative = [_relative(s, x) for s, x in zip(signs, self.base)]
-                    changed = self._probe_precision(at, y0, relative)
+                    if self._probe_precision(self._prober(), y0, relative):
+                        self._dependence = None  # the outputs moved: they depend on the inputs
                 elif self.work_dtype == "float64" and self.hand_written_grad is None:
                     # For float64 inputs only the engine's grid tests use what the probe
                     # sees, and they find a grid in almost no float64 gradient: the probe
                     # runs when they do (`probe_precision`), three evaluations saved else.
                     self._precision_deferred = True
-                if not changed:
-                    absolute = [
-                        np.where(s != 0, s * (np.abs(x) + 1.0), 0.0)
-                        for s, x in zip(signs, self.base)
-                    ]
-                    near = at(1e-3, absolute)  # not `moved`: `at` writes into that
-                    if np.array_equal(near, y0, equal_nan=True):
-                        # A step function (a mask, a rounding) is constant near the point
-                        # but moves over a quarter of the inputs' scale: its zero
-                        # gradient is a claim about its inputs, checked as such.
-                        far = at(0.25, absolute)
-                        if np.array_equal(far, y0, equal_nan=True):
-                            self._probe_dependence(rng)
-                        else:
-                            self.notes.append(
-                                "the outputs are constant near the inputs (they change only "
-                                "over moves of a quarter of the inputs' scale, as a mask or "
-                                "a step function does): the derivative checked is zero"
-                            )
         except CheckInputError as exc:
             if exc.__cause__ is None:
                 raise
-            # The function refuses perturbed inputs (it validates them): the questions stay
-            # unanswered, and finite differences look for steps small enough to pass.
-            cause = exc.__cause__
-            self.notes.append(
-                f"the function raised {type(cause).__name__} ({cause}) at a perturbed input "
-                f"while its precision and dependence on the inputs were probed; those probes "
-                f"were skipped"
-            )
+            self._dependence = None
+            self.notes.append(_refused_probe(exc.__cause__))
+
+    def probe_dependence(self, y0: np.ndarray) -> list[str]:
+        """Whether the outputs (`y0` at the point, flat, in work precision) change with the
+        checked inputs at all; its notes.
+
+        Asked where the answer can matter (the engine: every gradient exactly zero, or
+        outputs that no finite-difference step moved), once: a move of 1e-3 of every
+        input's scale at once and, where that leaves the outputs bit for bit as they were,
+        one of a quarter of it. Outputs that stay put even then, with a backward that gives
+        exactly zero, make the check vacuous (`outputs_independent`).
+        """
+        if self._dependence is None:
+            return []
+        (rng, signs), self._dependence = self._dependence, None
+        before = len(self.notes)
+        at = self._prober()
+        try:
+            with _user_code("the function"), np.errstate(all="ignore"):
+                absolute = [
+                    np.where(s != 0, s * (np.abs(x) + 1.0), 0.0) for s, x in zip(signs, self.base)
+                ]
+                near = at(1e-3, absolute)  # not `moved`: `at` writes into that
+                if np.array_equal(near, y0, equal_nan=True):
+                    # A step function (a mask, a rounding) is constant near the point
+                    # but moves over a quarter of the inputs' scale: its zero
+                    # gradient is a claim about its inputs, checked as such.
+                    far = at(0.25, absolute)
+                    if np.array_equal(far, y0, equal_nan=True):
+                        self._probe_dependence(rng)
+                    else:
+                        self.notes.append(
+                            "the outputs are constant near the inputs (they change only "
+                            "over moves of a quarter of the inputs' scale, as a mask or "
+                            "a step function does): the derivative checked is zero"
+                        )
+        except CheckInputError as exc:
+            if exc.__cause__ is None:
+                raise
+            self.notes.append(_refused_probe(exc.__cause__))
+        return self.notes[before:]
 
     def _probe_signs(self, rng: np.random.Generator) -> list[np.ndarray]:
         """The set-up probes' random signs; non-finite elements are held fixed, as the check
@@ -420,6 +438,11 @@ class Target(ABC):
         if cached is not None and cached[0] == self._precision_key():
             return cached[1]
         return self.evaluate(self.base)
+
+    def unchecked_notes(self) -> list[str]:
+        """Notes on outputs the check leaves out (torch: floating-point outputs that do not
+        require grad, and whether the evaluations so far saw them change)."""
+        return []
 
     def first_call_outputs(self) -> list[np.ndarray] | None:
         """The outputs of the set-up's first call at the base point, in work precision and
@@ -669,6 +692,16 @@ def first_sentence(exc: BaseException) -> str:
     line = text.splitlines()[0].strip()
     end = line.find(". ")
     return line[: end + 1] if end >= 0 else line
+
+
+def _refused_probe(cause: BaseException) -> str:
+    # The function refuses perturbed inputs (it validates them): the questions stay
+    # unanswered, and finite differences look for steps small enough to pass.
+    return (
+        f"the function raised {type(cause).__name__} ({cause}) at a perturbed input "
+        f"while its precision and dependence on the inputs were probed; those probes "
+        f"were skipped"
+    )
 
 
 @contextlib.contextmanager

@@ -123,7 +123,6 @@ class TorchTarget(Target):
         if not self.promoted:  # native is work precision: one evaluation saved
             self._first_call = [self._to_numpy(outs[k]) for k in self._out_index]
         self._probe()
-        self.notes += self._unchecked_notes()
 
     def _numpy_leaves_error(self, exc: Exception) -> CheckInputError | None:
         """Where fn rejects the inputs and some are numpy arrays: name them and the fix."""
@@ -226,11 +225,12 @@ class TorchTarget(Target):
         constant = [k for k in self._out_index if not outs[k].requires_grad]
         if self.hand_written_grad is None and constant and len(constant) == len(self._out_index):
             # No output is in autograd's graph: a check of outputs that also do not change
-            # with the inputs (`_probe`) would be vacuous, and the engine says so.
+            # with the inputs (`probe_dependence`) would be vacuous, and the engine says so.
             self.outputs_disconnected = True
         if constant and len(constant) < len(self._out_index):
             # Which of them change with the inputs is seen in the evaluations (`_evaluate`)
-            # and reported once the set-up probes have run (`_unchecked_notes`).
+            # and reported once the finite differences have moved the inputs
+            # (`unchecked_notes`).
             self._unchecked = constant
             self._out_index = [k for k in self._out_index if k not in constant]
         skipped = [k for k, o in enumerate(outs) if not o.is_floating_point()]
@@ -313,7 +313,7 @@ class TorchTarget(Target):
             if not same:
                 self._moving.add(k)
 
-    def _unchecked_notes(self) -> list[str]:
+    def unchecked_notes(self) -> list[str]:
         """What the check says about floating-point outputs that do not require grad.
 
         torch defines no gradient for them and its gradcheck skips them, as this one does:
