@@ -183,7 +183,8 @@ class JaxTarget(Target):
                     f"the function returned {len(outs)} outputs on one call and "
                     f"{self._n_outputs} on another"
                 )
-            return [np.asarray(outs[k]).astype(np.float64) for k in self._out_index]
+            # One copy (real outputs: complex ones are refused at set-up).
+            return [np.array(outs[k], dtype=np.float64) for k in self._out_index]
 
     def _vjps(self, cotangent_sets, native, at=None, saved_noise=0.0):
         # jax's residuals are not reachable from outside: `saved_noise` is not applied.
@@ -207,7 +208,7 @@ class JaxTarget(Target):
             primals = tuple(leaves[n] for n in self._diff)
             tans = tuple(jnp.asarray(t, dtype=p.dtype) for t, p in zip(tangents, primals))
             _, out_t = jax.jvp(self._on_diff(leaves), primals, tans)
-            return [np.asarray(t).astype(np.float64) for t in out_t]
+            return [np.array(t, dtype=np.float64) for t in out_t]
 
     def _call_grad(self, xs, native):
         with self._context(native):
