@@ -33,6 +33,10 @@ def summarise(log: Path) -> dict[str, object]:
         "refused": status.get("refused", 0),
         "inconclusive": status.get("inconclusive", 0),
         "time_ratio": sum(r["kit_s"] for r in rows) / torch_s if torch_s else float("nan"),
+        "kit_s": sum(r["kit_s"] for r in rows),
+        "torch_s": torch_s,
+        # Logs from before torch's fast mode was timed at each call have no such entry.
+        "torch_fast_s": sum(r.get("torch_fast_s", float("nan")) for r in rows),
         "kit_only_tests": sorted({r["test"] for r in kit_only}),
         "torch_only_tests": sorted({r["test"] for r in torch_only}),
     }
@@ -42,12 +46,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logs", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    print("| library | calls | agree | kit-only fails | torch-only fails | refused | inconclusive | kit time / torch time |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| library | calls | agree | kit-only fails | torch-only fails | refused | inconclusive "
+          "| kit time / torch time | kit time / torch fast mode's |")
+    print("|---|---|---|---|---|---|---|---|---|")
     summaries = [summarise(log) for log in args.logs]
     for s in summaries:
         print(f"| {s['library']} | {s['calls']} | {s['agree']} | {s['kit_only_fails']} | {s['torch_only_fails']} "
-              f"| {s['refused']} | {s['inconclusive']} | {s['time_ratio']:.2f}x |")
+              f"| {s['refused']} | {s['inconclusive']} | {s['time_ratio']:.2f}x "
+              f"| {s['kit_s'] / s['torch_fast_s']:.2f}x |")
+    kit, fast = sum(s["kit_s"] for s in summaries), sum(s["torch_fast_s"] for s in summaries)
+    print(f"all: kit {kit:.1f} s, torch as called {sum(s['torch_s'] for s in summaries):.1f} s, "
+          f"torch fast mode {fast:.1f} s ({kit / fast:.2f}x)")
     for s in summaries:
         for kind in ("kit_only_tests", "torch_only_tests"):
             for test in s[kind]:  # type: ignore[union-attr]
