@@ -55,7 +55,7 @@ def finite_differences(
 
     def accurate(value: np.ndarray, error: np.ndarray) -> bool:
         for (a, b), u, s in zip(point.parts, point.u, scales):
-            if np.sum(np.abs(u.ravel()) * error[a:b]) > tau * (abs(np.dot(u.ravel(), value[a:b])) + s):
+            if _abs_dot(u.ravel(), error[a:b]) > tau * (abs(np.dot(u.ravel(), value[a:b])) + s):
                 return False
         return True
 
@@ -77,6 +77,18 @@ def finite_differences(
             f"finite differences along {point.input_names[i]} failed: {exc}. Check the "
             f"gradient at a point inside the function's domain"
         ) from None
+
+
+# Elements per slice of `_abs_dot`: 256 KB of float64.
+_SLICE = 2**15
+
+
+def _abs_dot(w: np.ndarray, x: np.ndarray) -> float:
+    """`sum |w| x`, in slices: it runs while every finite-difference evaluation is held, the
+    memory's peak, where `np.abs(w) * x` would add two output-sized arrays."""
+    return float(sum(
+        np.dot(np.abs(w[k:k + _SLICE]), x[k:k + _SLICE]) for k in range(0, w.size, _SLICE)
+    ))
 
 
 def _along(target: Target, point: BasePoint, i: int, direction: np.ndarray):
