@@ -70,9 +70,9 @@ class Target(ABC):
     # The outputs of the set-up's first call, made without reseeding the generators, where
     # it ran in work precision (`first_call_outputs`).
     _first_call: list[np.ndarray] | None = None
-    # What `probe_dependence` needs from the set-up probe (its generator and signs); None
-    # once asked, or where the answer is known.
-    _dependence: tuple[np.random.Generator, list[np.ndarray]] | None = None
+    # Whether `probe_dependence` has a question left (not once asked, nor where the set-up
+    # probe saw the outputs move).
+    _dependence_open: bool = False
     #: Why forward mode is unavailable, once a `jvp` has failed.
     forward_mode_note: str | None = None
     #: True when neither the outputs nor the gradients change with any checked input
@@ -143,21 +143,20 @@ class Target(ABC):
         depend on the checked inputs at all is asked later, where the answer can matter
         (`probe_dependence`).
         """
-        rng = np.random.default_rng(RNG_SEED)
-        signs = self._probe_signs(rng)
         with np.errstate(all="ignore"):
             outs = self.evaluate(self.base)
             # The check's first evaluation at the point (`_preflight.base_outputs`), if
             # the probes leave the precision it ran in as it is.
             self._at_base = (self._precision_key(), outs)  # no probe writes into them
             y0 = _flat_outputs(outs)
-        self._dependence = (rng, signs)
+        self._dependence_open = True
         try:
             with _user_code("the function"), np.errstate(all="ignore"):
                 if self.promoted:
+                    signs = self._probe_signs(np.random.default_rng(RNG_SEED))
                     relative = [_relative(s, x) for s, x in zip(signs, self.base)]
                     if self._probe_precision(self._prober(), y0, relative):
-                        self._dependence = None  # the outputs moved: they depend on the inputs
+                        self._dependence_open = False  # the outputs moved with the inputs
                 elif self.work_dtype == "float64" and self.hand_written_grad is None:
                     # For float64 inputs only the engine's grid tests use what the probe
                     # sees, and they find a grid in almost no float64 gradient: the probe
@@ -166,7 +165,7 @@ class Target(ABC):
         except CheckInputError as exc:
             if exc.__cause__ is None:
                 raise
-            self._dependence = None
+            self._dependence_open = False
             self.notes.append(_refused_probe(exc.__cause__))
 
     def probe_dependence(self, y0: np.ndarray) -> list[str]:
@@ -179,9 +178,13 @@ class Target(ABC):
         one of a quarter of it. Outputs that stay put even then, with a backward that gives
         exactly zero, make the check vacuous (`outputs_independent`).
         """
-        if self._dependence is None:
+        if not self._dependence_open:
             return []
-        (rng, signs), self._dependence = self._dependence, None
+        self._dependence_open = False
+        # The set-up probe's signs drawn again (the same generator and inputs: the same
+        # numbers), rather than an input-sized array kept through the check.
+        rng = np.random.default_rng(RNG_SEED)
+        signs = self._probe_signs(rng)
         before = len(self.notes)
         at = self._prober()
         try:
