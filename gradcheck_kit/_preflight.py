@@ -56,8 +56,8 @@ def base_outputs(target: Target) -> tuple[list[np.ndarray], list[str]]:
 
     The first of the two calls is the set-up's own where the target kept it
     (`Target.first_call_outputs`). A forward that differs between two calls is evaluated
-    once more with the generators reseeded: if that repeats the first call, the forward is stochastic and reseeding
-    makes it a function; otherwise it cannot be checked.
+    once more with the generators reseeded: if that repeats the first call, the forward
+    is stochastic and reseeding makes it a function; otherwise it cannot be checked.
     """
     t = target
     notes = []
