@@ -577,7 +577,8 @@ def _attempt(
 
 # The fields of `_estimate`'s Derivative that hold one value per output element. The jump
 # serves one test between attempts, `best.jump >= 0.5 * a.jump` (`_agreement`), which
-# float32 decides as float64 does but at ratios within 1e-7 of 0.5: half an array less.
+# float32 decides as float64 does but at ratios within 1e-7 of 0.5 (or jumps beyond 3e38,
+# which read as infinite): half an array less.
 _PER_ELEMENT = {
     "value": np.float64, "error": np.float64, "rounding": np.float64,
     "jump": np.float32, "kink": np.bool_, "scheme": np.int8,
