@@ -39,7 +39,7 @@ from ._comparisons import (
     forward_rule_disagreement,
     subgradient_disagreement,
 )
-from ._comparisons.finite_differences import absorbed_share
+from ._comparisons.finite_differences import absorbed_share, kink_interval
 from ._comparisons.resolution import outputs_independent, resolve
 from ._finite_differences import Derivative
 from ._localisation import Localisation, localise
@@ -285,7 +285,7 @@ def run(target: Target, settings: Settings) -> Report:
                     c = compare_forward_mode(
                         point, i, j, out_t, tolerances=tolerances, spread=spread[j][i]
                     )
-                kink = _kink_interval(point, i, j, ds[i])
+                kink = kink_interval(point, i, j, ds[i])
                 a, b = point.parts[j]
                 fd_error = float(np.dot(np.abs(point.u[j].ravel()), ds[i].error[a:b]))
                 fdc = comparisons[fd[i, j]]
@@ -762,19 +762,6 @@ def _reverse_spread(
     ]
     shifted = reverse_mode(t, point.cotangent_sets(), frozen, at=moved)
     return [[s - g for s, g in zip(row, grads)] for row, grads in zip(shifted, point.grads)]
-
-
-def _kink_interval(point: BasePoint, i: int, j: int, d: Derivative) -> tuple[float, float] | None:
-    """The interval of the one-sided derivatives of probe (i, j), where it has a kink."""
-    a, b = point.parts[j]
-    kink = d.kink[a:b]
-    if not kink.any():
-        return None
-    u = point.u[j].ravel()
-    lower, upper = d.bounds()
-    lo = float(np.sum(np.minimum(u * lower[a:b], u * upper[a:b])))
-    hi = float(np.sum(np.maximum(u * lower[a:b], u * upper[a:b])))
-    return lo, hi
 
 
 def _halves(idx: np.ndarray) -> list[np.ndarray]:

@@ -938,10 +938,9 @@ def _bounds(
         return None, None
     lower = np.subtract(value, error, out=buffers.take())
     upper = np.add(value, error, out=buffers.take())
-    if kink.any():
-        fv, fe, bv, be = f_val[kink], f_err[kink], b_val[kink], b_err[kink]
-        lower[kink] = np.minimum(fv, bv) - fe - be
-        upper[kink] = np.maximum(fv, bv) + fe + be
+    fv, fe, bv, be = f_val[kink], f_err[kink], b_val[kink], b_err[kink]
+    lower[kink] = np.minimum(fv, bv) - fe - be
+    upper[kink] = np.maximum(fv, bv) + fe + be
     return lower, upper
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ._finite_differences import (
+    _CHUNK,
     NOISE_OFFSET,
     Derivative,
     OutsideDomain,
@@ -79,15 +80,11 @@ def finite_differences(
         ) from None
 
 
-# Elements per slice of `_abs_dot`: 256 KB of float64.
-_SLICE = 2**15
-
-
 def _abs_dot(w: np.ndarray, x: np.ndarray) -> float:
-    """`sum |w| x`, in slices: it runs while every finite-difference evaluation is held, the
+    """`sum |w| x`, in the slices finite differences work in: it runs while every finite-difference evaluation is held, the
     memory's peak, where `np.abs(w) * x` would add two output-sized arrays."""
     return float(sum(
-        np.dot(np.abs(w[k:k + _SLICE]), x[k:k + _SLICE]) for k in range(0, w.size, _SLICE)
+        np.dot(np.abs(w[k:k + _CHUNK]), x[k:k + _CHUNK]) for k in range(0, w.size, _CHUNK)
     ))
 
 

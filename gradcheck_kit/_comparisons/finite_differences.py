@@ -9,7 +9,10 @@ from .._probes import BasePoint
 from .._report import Comparison, ComparisonKind
 from .._tolerance import FLOAT64_RELATIVE_FLOOR, Tolerances, within
 
-__all__ = ["absorbed_share", "compare_finite_differences", "finite_difference_check", "rounding_size"]
+__all__ = [
+    "absorbed_share", "compare_finite_differences", "finite_difference_check", "kink_interval",
+    "rounding_size",
+]
 
 
 def finite_difference_check(*, hand_written: bool, promoted: bool, forward: bool = False) -> str:
@@ -58,12 +61,8 @@ def compare_finite_differences(
     numeric = float(np.dot(u, d.value[a:b]))
     fd_error = float(np.dot(np.abs(u), d.error[a:b]))
     kink = d.kink[a:b]
-    lo_hi = None
-    if kink.any():
-        lower, upper = d.bounds()
-        lo = float(np.sum(np.minimum(u * lower[a:b], u * upper[a:b])))
-        hi = float(np.sum(np.maximum(u * lower[a:b], u * upper[a:b])))
-        lo_hi = (lo, hi)
+    lo_hi = kink_interval(point, i, j, d)
+    if lo_hi is not None:
         fd_error = float(np.dot(np.abs(u[~kink]), d.error[a:b][~kink]))
     fd_error += tolerances.input_rounding(g.ravel(), point.finite_base[i].ravel(), d.step)
     if spread is not None:
@@ -122,6 +121,19 @@ def compare_finite_differences(
         inconclusive=reason is not None,
         inconclusive_reason=reason,
     )
+
+
+def kink_interval(point: BasePoint, i: int, j: int, d: Derivative) -> tuple[float, float] | None:
+    """The interval of the one-sided derivatives of probe (i, j) (`d` along input i's
+    direction), where it has a kink; None where it has none."""
+    a, b = point.parts[j]
+    if not d.kink[a:b].any():
+        return None
+    u = point.u[j].ravel()
+    lower, upper = d.bounds()
+    lo = float(np.sum(np.minimum(u * lower[a:b], u * upper[a:b])))
+    hi = float(np.sum(np.maximum(u * lower[a:b], u * upper[a:b])))
+    return lo, hi
 
 
 def rounding_size(point: BasePoint, i: int, j: int) -> int:
